@@ -1,0 +1,31 @@
+# make demo  -- set up .venv and run the whole pipeline (grows as stages land)
+# make test  -- set up .venv and run the test suite
+# TORCH_SPEC picks the torch build: the default takes PyPI's; CI sets torch==2.13.0 (a local CPU build).
+PYTHON ?= python3
+TORCH_SPEC ?= torch
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(PY) main.py demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
