@@ -5,33 +5,73 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mllm.data import DataError
+from mllm.training.config import ConfigError
+from mllm.training.launch import add_data_args, add_train_args
+from mllm.training.loop import TrainingError
+
+
+def _data(args: argparse.Namespace) -> int:
+    from mllm.data.prepare import prepare_all
+
+    prepare_all(args.data_root or "data", args.data_mirror, args.image_size)
+    return 0
+
+
+def _train_llm(args: argparse.Namespace) -> int:
+    from mllm.language.cli import train_llm
+
+    return train_llm(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mllm.language.cli import generate
+
+    return generate(args)
+
 
 def _reverse(args: argparse.Namespace) -> int:
     from mllm.transformer.toy import train_reversal
 
-    accuracy = train_reversal(seconds=args.seconds, target=args.target)
-    return 0 if accuracy >= args.target else 1
-
-
-def _demo(args: argparse.Namespace) -> int:
-    print("== Transformer core: learn to reverse digit sequences ==")
-    return _reverse(argparse.Namespace(seconds=120.0, target=0.99))
+    return 0 if train_reversal(seconds=args.seconds, target=args.target) >= args.target else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="MLLM from scratch: build and train every part.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
+    p = sub.add_parser("data", help="fetch (or read from a mirror) and prepare all three data sets")
+    add_data_args(p)
+    p.add_argument("--image-size", type=int, default=64, help="Flickr8k image side in the cache (default 64)")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("train-llm", help="train the char-level GPT on Tiny Shakespeare")
+    add_train_args(p, "gpt")
+    p.set_defaults(func=_train_llm)
+
+    p = sub.add_parser("generate", help="sample text from a trained GPT checkpoint")
+    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--prompt", default="", help="text to continue (default: start from a newline)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--length", type=int, default=500, help="new characters per sample")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_generate)
+
     p = sub.add_parser("reverse", help="train the encoder-decoder Transformer to reverse digit strings")
     p.add_argument("--seconds", type=float, default=120.0, help="time budget (default 120)")
     p.add_argument("--target", type=float, default=0.99, help="held-out token accuracy to stop at")
     p.set_defaults(func=_reverse)
-
-    p = sub.add_parser("demo", help="run every stage that has landed and write the report")
-    p.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (DataError, ConfigError, TrainingError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,128 @@
+"""A decoder-only GPT on our Transformer core, with cached generation and an optional embedding prefix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mllm.transformer import DecoderCache, LearnedPositionalEncoding, TransformerDecoder
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    context: int = 256
+    d_model: int = 384
+    num_layers: int = 6
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    fused: bool = True  # torch's fused attention kernel; the hand-written path is tested equal
+
+
+class GPT(nn.Module):
+    """tokens [B, T] (optionally after a prefix of embeddings [B, P, D]) -> next-token logits [B, T, V]."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = LearnedPositionalEncoding(cfg.d_model, cfg.context, cfg.dropout)
+        self.decoder = TransformerDecoder(cfg.num_layers, cfg.d_model, cfg.num_heads, int(cfg.mlp_ratio * cfg.d_model),
+                                          cfg.dropout, cross_attention=False, fused=cfg.fused)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok_embed.weight  # weight tying
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("out_proj.weight", "linear2.weight")):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.num_layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    def forward(self, idx: Tensor | None = None, targets: Tensor | None = None, prefix: Tensor | None = None,
+                cache: DecoderCache | None = None, last_only: bool = False) -> tuple[Tensor, Tensor | None]:
+        """idx [B, T] token ids, prefix [B, P, D] embeddings placed before them, targets [B, T] (-100 = ignore).
+
+        Returns logits [B, T, V] for the token positions ([B, 1, V] with `last_only`), and the mean
+        cross-entropy if targets are given. With a cache, idx holds only the new tokens.
+        """
+        parts = [] if prefix is None else [prefix]
+        if idx is not None:
+            parts.append(self.tok_embed(idx))
+        if not parts:
+            raise ValueError("GPT.forward needs token ids, a prefix, or both")
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        h = self.decoder(self.pos(x, 0 if cache is None else len(cache)), is_causal=True, cache=cache)
+        if last_only:
+            return self.head(h[:, -1:]), None
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        logits = self.head(h[:, n_prefix:])
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, prefix: Tensor | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None, stop_token: int | None = None) -> Tensor:
+        """Extend idx [B, T] by up to max_new_tokens sampled tokens -> [B, T + new].
+
+        temperature 0 means greedy. With the cache each step feeds one token; past the context the
+        window slides: the cache is rebuilt from the last half-context of tokens (a prefix must fit).
+        `stop_token`: stop once every row has produced it.
+        """
+        n_prefix = 0 if prefix is None else prefix.shape[1]
+        if n_prefix + idx.shape[1] > self.cfg.context and prefix is not None:
+            raise ValueError(f"prefix ({n_prefix}) + prompt ({idx.shape[1]}) exceed the context {self.cfg.context}")
+        cache = None
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits, _ = self(idx[:, -(self.cfg.context - n_prefix):], prefix=prefix, last_only=True)
+            elif cache is None or len(cache) + 1 > self.cfg.context:  # (re)fill the cache
+                if cache is not None and prefix is not None:
+                    raise ValueError(f"prefix + tokens exceed the context {self.cfg.context}; lower max_new_tokens")
+                keep = self.cfg.context - n_prefix if cache is None else self.cfg.context // 2
+                cache = self.decoder.new_cache()
+                logits, _ = self(idx[:, -keep:], prefix=prefix, cache=cache, last_only=True)
+            else:
+                logits, _ = self(idx[:, -1:], cache=cache, last_only=True)
+            nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+            if stop_token is not None:
+                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
+                done |= nxt[:, 0] == stop_token
+            idx = torch.cat([idx, nxt], dim=1)
+            if stop_token is not None and bool(done.all()):
+                break
+        return idx
+
+
+def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
+    """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest set whose mass reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(logits.device)
