@@ -30,10 +30,28 @@ def _generate(args: argparse.Namespace) -> int:
     return generate(args)
 
 
+def _train_vit(args: argparse.Namespace) -> int:
+    from mllm.vision.cli import train_vit
+
+    return train_vit(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mllm.vision.cli import predict
+
+    return predict(args)
+
+
 def _reverse(args: argparse.Namespace) -> int:
     from mllm.transformer.toy import train_reversal
 
     return 0 if train_reversal(seconds=args.seconds, target=args.target) >= args.target else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from mllm.pipeline import run_demo
+
+    return run_demo(args.preset, args.data_root, args.data_mirror, args.runs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--image-size", type=int, default=64, help="Flickr8k image side in the cache (default 64)")
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("train-vit", help="train the Vision Transformer on CIFAR-10")
+    add_train_args(p, "vit")
+    p.set_defaults(func=_train_vit)
+
+    p = sub.add_parser("predict", help="classify CIFAR-10 test images or image files with a trained ViT")
+    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--image", nargs="*", help="image files (any size or mode)")
+    p.add_argument("--index", nargs="*", type=int, help="CIFAR-10 test-set indices")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    add_data_args(p)
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("train-llm", help="train the char-level GPT on Tiny Shakespeare")
     add_train_args(p, "gpt")
@@ -65,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=120.0, help="time budget (default 120)")
     p.add_argument("--target", type=float, default=0.99, help="held-out token accuracy to stop at")
     p.set_defaults(func=_reverse)
+
+    p = sub.add_parser("demo", help="run every stage that has landed (data, toy, GPT, ViT) and print the results")
+    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about a minute), cpu (about 50 minutes), gpu")
+    p.add_argument("--runs", default="runs", help="folder for the run folders (default runs/)")
+    add_data_args(p)
+    p.set_defaults(func=_demo)
     return parser
 
 

@@ -34,6 +34,21 @@ def test_layernorm_matches_torch_outputs_and_gradients():
     torch.testing.assert_close(ours.bias.grad, ref.bias.grad, atol=ATOL, rtol=1e-4)
 
 
+def test_fused_layernorm_equals_hand_written():
+    hand, fused = LayerNorm(D), LayerNorm(D, fused=True)
+    with torch.no_grad():
+        hand.weight.normal_(), hand.bias.normal_()
+    fused.load_state_dict(hand.state_dict())
+    x = torch.randn(4, 6, D) * 3 + 1
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out1, out2 = hand(x1), fused(x2)
+    torch.testing.assert_close(out1, out2, atol=ATOL, rtol=1e-5)
+    probe = torch.randn_like(out1)
+    backward_with(out1, probe), backward_with(out2, probe)
+    torch.testing.assert_close(x1.grad, x2.grad, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(hand.weight.grad, fused.weight.grad, atol=ATOL, rtol=1e-4)
+
+
 def test_feed_forward_is_linear_gelu_linear():
     ffn = PositionwiseFeedForward(D, FF)
     x = torch.randn(2, 3, D)
@@ -66,12 +81,13 @@ def _inputs(*shapes):
     return [torch.randn(*s, requires_grad=True) for s in shapes]
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("norm_first", [True, False])
-def test_encoder_block_matches_torch(norm_first):
+def test_encoder_block_matches_torch(norm_first, fused):
     torch.manual_seed(0)
     ref = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, activation="gelu", batch_first=True,
                                      norm_first=norm_first)
-    ours = EncoderBlock(D, H, FF, norm_first=norm_first)
+    ours = EncoderBlock(D, H, FF, norm_first=norm_first, fused=fused)
     pairs = encoder_pairs(ours, ref)
     copy_into_ours(pairs)
     x, x_ref = _inputs((3, 6, D), (3, 6, D))
@@ -87,12 +103,13 @@ def test_encoder_block_matches_torch(norm_first):
     assert_same_grads(pairs)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("norm_first", [True, False])
-def test_decoder_block_matches_torch(norm_first):
+def test_decoder_block_matches_torch(norm_first, fused):
     torch.manual_seed(0)
     ref = nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, activation="gelu", batch_first=True,
                                      norm_first=norm_first)
-    ours = DecoderBlock(D, H, FF, norm_first=norm_first)
+    ours = DecoderBlock(D, H, FF, norm_first=norm_first, fused=fused)
     pairs = decoder_pairs(ours, ref)
     copy_into_ours(pairs)
     x, mem, x_ref, mem_ref = _inputs((3, 5, D), (3, 8, D), (3, 5, D), (3, 8, D))

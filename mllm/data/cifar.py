@@ -47,12 +47,13 @@ def prepare_cifar10(root: str | Path = "data", mirror: Path | None = None, sourc
 
 def read_cifar10(path: Path) -> dict[str, np.ndarray]:
     """Read the official `cifar-10-python.tar.gz`, or a zip/folder laid out `{train,test}/<class>/*.jpg`."""
+    name = path.name.lower()
     try:
         if path.is_dir():
             return _read_folder({str(p.relative_to(path)): p.read_bytes for p in path.rglob("*") if p.is_file()}, path)
-        if tarfile.is_tarfile(path):
+        if name.endswith((".tar.gz", ".tgz")) or (not name.endswith(".zip") and tarfile.is_tarfile(path)):
             return _read_pickles(path)
-        if zipfile.is_zipfile(path):
+        if name.endswith(".zip") or zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 return _read_folder({n: (lambda n=n: z.read(n)) for n in z.namelist() if not n.endswith("/")}, path)
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, pickle.UnpicklingError, KeyError) as e:

@@ -15,6 +15,7 @@ from mllm.data.download import MIRROR_ENV, default_mirror
 
 from .config import Config, load_config
 from .loop import Task, Trainer
+from .runtime import seed_everything
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -52,6 +53,7 @@ def train(make_task: Callable[[Config], Task], args: argparse.Namespace) -> dict
     cfg, run_dir = resolve(args)
     if run_dir.joinpath("last.pt").is_file() and not args.resume:
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or --run-dir NEW")
+    seed_everything(cfg.train.seed)  # the model's initial weights depend on it
     return Trainer(make_task(cfg), cfg, run_dir, resume=args.resume).fit()
 
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import signal
+import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -195,7 +196,7 @@ class Trainer:
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started, step_start = time.time() - self.elapsed, self.step
         bar = tqdm(total=self.t.max_steps, initial=self.step, disable=not self.dist.main, desc=self.task.kind,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
         try:
             while self.step < self.t.max_steps:
                 loss = self._train_step()

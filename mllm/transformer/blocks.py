@@ -15,9 +15,9 @@ from .layers import LayerNorm, PositionwiseFeedForward
 class _Residual(nn.Module):
     """One sublayer wrapped with its norm, residual dropout and residual connection."""
 
-    def __init__(self, d_model: int, dropout: float, norm_first: bool, eps: float):
+    def __init__(self, d_model: int, dropout: float, norm_first: bool, eps: float, fused: bool):
         super().__init__()
-        self.norm = LayerNorm(d_model, eps)
+        self.norm = LayerNorm(d_model, eps, fused=fused)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
@@ -35,8 +35,8 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout, fused=fused)
         self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
-        self.attn_sub = _Residual(d_model, dropout, norm_first, eps)
-        self.ffn_sub = _Residual(d_model, dropout, norm_first, eps)
+        self.attn_sub = _Residual(d_model, dropout, norm_first, eps, fused)
+        self.ffn_sub = _Residual(d_model, dropout, norm_first, eps, fused)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x = self.attn_sub(x, lambda h: self.self_attn(h, mask=mask)[0])
@@ -53,11 +53,11 @@ class DecoderBlock(nn.Module):
                  norm_first: bool = True, cross_attention: bool = True, eps: float = 1e-5, fused: bool = False):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout, fused=fused)
-        self.self_sub = _Residual(d_model, dropout, norm_first, eps)
+        self.self_sub = _Residual(d_model, dropout, norm_first, eps, fused)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout, fused=fused) if cross_attention else None
-        self.cross_sub = _Residual(d_model, dropout, norm_first, eps) if cross_attention else None
+        self.cross_sub = _Residual(d_model, dropout, norm_first, eps, fused) if cross_attention else None
         self.ffn = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
-        self.ffn_sub = _Residual(d_model, dropout, norm_first, eps)
+        self.ffn_sub = _Residual(d_model, dropout, norm_first, eps, fused)
 
     def forward(
         self,

@@ -29,11 +29,15 @@ class PositionwiseFeedForward(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """(x - mean) / sqrt(var + eps) * weight + bias over the last dimension (biased variance)."""
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last dimension (biased variance).
 
-    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True):
+    `fused=True` calls torch's single-kernel layer_norm (tested equal): the written-out version
+    costs nine elementwise passes over the activations, which dominates small models on a CPU.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5, bias: bool = True, fused: bool = False):
         super().__init__()
-        self.eps = eps
+        self.eps, self.fused = eps, fused
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model)) if bias else None
 
@@ -41,6 +45,8 @@ class LayerNorm(nn.Module):
         if x.shape[-1] != self.weight.shape[0]:
             raise ValueError(f"LayerNorm({self.weight.shape[0]}) got input of shape {tuple(x.shape)}; "
                              f"the last dimension must be the model width {self.weight.shape[0]}")
+        if self.fused:
+            return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
         mean = x.mean(dim=-1, keepdim=True)
         var = (x - mean).pow(2).mean(dim=-1, keepdim=True)
         y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight

@@ -22,7 +22,7 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(
             EncoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, eps, fused)
             for _ in range(num_layers))
-        self.norm = LayerNorm(d_model, eps) if final_norm else nn.Identity()
+        self.norm = LayerNorm(d_model, eps, fused=fused) if final_norm else nn.Identity()
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         for layer in self.layers:
@@ -51,7 +51,7 @@ class TransformerDecoder(nn.Module):
         self.layers = nn.ModuleList(
             DecoderBlock(d_model, num_heads, d_ff, dropout, activation, norm_first, cross_attention, eps, fused)
             for _ in range(num_layers))
-        self.norm = LayerNorm(d_model, eps) if final_norm else nn.Identity()
+        self.norm = LayerNorm(d_model, eps, fused=fused) if final_norm else nn.Identity()
 
     def new_cache(self) -> DecoderCache:
         return DecoderCache(len(self.layers))

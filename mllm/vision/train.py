@@ -1,0 +1,113 @@
+"""Train the ViT on CIFAR-10 with the shared loop: batch-tensor augmentation, per-epoch test metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mllm.data import Cifar10
+from mllm.data.augment import random_crop, random_flip, to_float
+from mllm.io import atomic_write_json
+from mllm.training.config import Config
+from mllm.training.loop import Task
+from mllm.training.runtime import step_generator
+
+from .analysis import attention_rollout_figure, confusion_figure, prediction_figure
+from .vit import ViT, ViTConfig
+
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465])
+STD = torch.tensor([0.2470, 0.2435, 0.2616])
+
+
+def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
+    """Indices of the k-th batch (0-based) when each epoch is a fresh permutation, the last partial batch dropped."""
+    per_epoch = n // batch_size
+    epoch, within = divmod(k, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return perm[within * batch_size : (within + 1) * batch_size]
+
+
+class ImageClassificationTask(Task):
+    kind = "vit"
+
+    def __init__(self, cfg: Config, data: Cifar10):
+        self.cfg, self.data = cfg, data
+        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        self.x_test, self.y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+        self.model = ViT(ViTConfig(num_classes=len(data.classes), **cfg.model))
+        t = cfg.train
+        self.steps_per_epoch = len(self.x_train) // (t.batch_size * t.grad_accum)
+        if t.epochs > 0:  # the schedule in epochs; evaluate once an epoch
+            t.max_steps, t.eval_interval = t.epochs * self.steps_per_epoch, self.steps_per_epoch
+
+    def batch(self, step: int, micro: int) -> tuple[Tensor, Tensor]:
+        t, a = self.cfg.train, self.cfg.augment
+        idx = epoch_indices(len(self.x_train), t.batch_size, (step - 1) * t.grad_accum + micro, t.seed)
+        g = step_generator(t.seed, step, micro)
+        x = to_float(self.x_train[idx], MEAN, STD)
+        if a.crop_padding > 0:
+            x = random_crop(x, a.crop_padding, g)
+        if a.flip:
+            x = random_flip(x, g)
+        y = F.one_hot(self.y_train[idx], len(self.data.classes)).float()
+        if a.mixup_alpha > 0:  # mix each image with a shuffled partner, labels alike
+            lam = torch.distributions.Beta(a.mixup_alpha, a.mixup_alpha).sample().item()
+            perm = torch.randperm(x.shape[0], generator=g)
+            x, y = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+        return x, y
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(model(x), y, label_smoothing=self.cfg.augment.label_smoothing)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+        """uint8 [N, H, W, C] -> logits [N, classes]"""
+        device = next(model.parameters()).device
+        return torch.cat([model(to_float(images[i : i + batch_size], MEAN, STD).to(device)).float().cpu()
+                          for i in range(0, len(images), batch_size)])
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        logits = self.predict(model, self.x_test)
+        return {"test_loss": F.cross_entropy(logits, self.y_test).item(),
+                "test_accuracy": (logits.argmax(1) == self.y_test).float().mean().item()}
+
+    def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
+        logits = self.predict(model, self.x_test)
+        pred = logits.argmax(1)
+        classes = list(self.data.classes)
+        confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
+        confusion.index_put_((self.y_test, pred), torch.ones_like(pred), accumulate=True)
+        per_class = (confusion.diag() / confusion.sum(1)).tolist()
+        accuracy = (pred == self.y_test).float().mean().item()
+        confusion_figure(confusion, classes, run_dir / "confusion.png")
+        sample = torch.arange(0, len(self.x_test), len(self.x_test) // 8)[:8]
+        attention_rollout_figure(model, to_float(self.x_test[sample], MEAN, STD), self.x_test[sample],
+                                 [classes[i] for i in pred[sample]], run_dir / "attention.png")
+        probs = logits[sample].softmax(-1)
+        prediction_figure(self.x_test[sample], probs, self.y_test[sample], classes, run_dir / "predictions.png")
+        atomic_write_json(run_dir / "per_class_accuracy.json", dict(zip(classes, per_class, strict=True)))
+        log(f"final test accuracy {accuracy:.4f}; per class: "
+            + ", ".join(f"{c} {a:.2f}" for c, a in zip(classes, per_class, strict=True)))
+        return {"test_accuracy": accuracy, "test_loss": F.cross_entropy(logits, self.y_test).item(),
+                "per_class_accuracy": dict(zip(classes, per_class, strict=True))}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"model_config": self.model.config_dict(), "classes": list(self.data.classes)}
+
+
+def load_vit(path: str | Path, device: str | torch.device = "cpu", image_size: int | None = None
+             ) -> tuple[ViT, list[str]]:
+    """A trained ViT and its class names; at another `image_size` its positional embeddings are interpolated."""
+    from mllm.training.launch import load_checkpoint
+
+    state = load_checkpoint(path, "vit", device)
+    model = ViT(ViTConfig(**state["extra"]["model_config"]))
+    model.load_state_dict(state["model"])
+    if image_size is not None and image_size != model.cfg.image_size:
+        model = model.at_image_size(image_size)
+    return model.to(device).eval(), state["extra"]["classes"]

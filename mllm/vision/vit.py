@@ -1,0 +1,105 @@
+"""Vision Transformer (Dosovitskiy et al., 2020): patches -> tokens -> our TransformerEncoder -> class."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mllm.transformer import LearnedPositionalEncoding, TransformerEncoder
+
+
+@dataclass
+class ViTConfig:
+    image_size: int = 32
+    patch_size: int = 4
+    in_channels: int = 3
+    num_classes: int = 10
+    d_model: int = 192
+    num_layers: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    fused: bool = True
+
+
+class PatchEmbedding(nn.Module):
+    """[B, C, H, W] -> [B, N, D]: cut into p x p patches, flatten each (C, p, p), project linearly.
+
+    Equal to Conv2d(C, D, kernel_size=p, stride=p) with the same weights, written as reshape + matmul.
+    """
+
+    def __init__(self, patch_size: int, in_channels: int, d_model: int):
+        super().__init__()
+        self.patch_size, self.in_channels = patch_size, in_channels
+        self.proj = nn.Linear(in_channels * patch_size * patch_size, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        p = self.patch_size
+        if c != self.in_channels or h % p or w % p:
+            raise ValueError(f"images must be [B, {self.in_channels}, H, W] with H and W multiples of the patch "
+                             f"size {p}; got shape {tuple(x.shape)}")
+        patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # [B, H/p, W/p, C, p, p]
+        return self.proj(patches.reshape(b, (h // p) * (w // p), c * p * p))
+
+
+class ViT(nn.Module):
+    """images [B, C, S, S] -> class logits [B, num_classes] (and, on request, tokens [B, 1 + N, D])."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+        self.cfg = cfg
+        self.grid = cfg.image_size // cfg.patch_size
+        self.patch_embed = PatchEmbedding(cfg.patch_size, cfg.in_channels, cfg.d_model)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.d_model))
+        self.pos = LearnedPositionalEncoding(cfg.d_model, 1 + self.grid**2, cfg.dropout)
+        self.encoder = TransformerEncoder(cfg.num_layers, cfg.d_model, cfg.num_heads, int(cfg.mlp_ratio * cfg.d_model),
+                                          cfg.dropout, fused=cfg.fused)
+        self.head = nn.Linear(cfg.d_model, cfg.num_classes)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def config_dict(self) -> dict:
+        return asdict(self.cfg)
+
+    def tokens(self, images: Tensor) -> Tensor:
+        """[B, C, S, S] -> final-norm tokens [B, 1 + N, D]; index 0 is the class token, 1: the patches."""
+        if images.shape[-1] != self.cfg.image_size or images.shape[-2] != self.cfg.image_size:
+            raise ValueError(f"this ViT takes {self.cfg.image_size}x{self.cfg.image_size} images, got "
+                             f"{tuple(images.shape)}; build it at the new size with ViT.at_image_size")
+        x = self.patch_embed(images)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.encoder(self.pos(x))
+
+    def forward(self, images: Tensor, return_tokens: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        tokens = self.tokens(images)
+        logits = self.head(tokens[:, 0])
+        return (logits, tokens) if return_tokens else logits
+
+    def at_image_size(self, image_size: int) -> ViT:
+        """A copy of this model for another image size, positional embeddings interpolated (2-D bicubic)."""
+        cfg = ViTConfig(**{**asdict(self.cfg), "image_size": image_size})
+        model = ViT(cfg)
+        state = self.state_dict()
+        state["pos.weight"] = resize_pos_embed(state["pos.weight"], self.grid, model.grid)
+        model.load_state_dict(state)
+        return model
+
+
+def resize_pos_embed(pos: Tensor, old_grid: int, new_grid: int) -> Tensor:
+    """[1 + g*g, D] (class token first) -> [1 + G*G, D], the patch grid resized bicubically."""
+    if old_grid == new_grid:
+        return pos.clone()
+    cls, grid = pos[:1], pos[1:]
+    d = grid.shape[-1]
+    grid = grid.reshape(1, old_grid, old_grid, d).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
+    return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, d)], dim=0)

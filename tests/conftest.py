@@ -1,0 +1,33 @@
+"""Shared fixtures: the data mirror (../shared/data in CI) and a prepared-data root for the session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_mirror() -> Path | None:
+    value = os.environ.get("MLLM_DATA_MIRROR")
+    if value:  # asked for explicitly (CI): it must be there, the real-data tests must not skip
+        if not Path(value).is_dir():
+            pytest.fail(f"MLLM_DATA_MIRROR={value} is not a folder")
+        return Path(value)
+    default = REPO.parent / "shared" / "data"
+    return default if default.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    found = find_mirror()
+    if found is None:
+        pytest.skip("no data mirror: set MLLM_DATA_MIRROR to a folder with the archives (CI uses ../shared/data)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("data")

@@ -1,0 +1,130 @@
+import pytest
+import torch
+
+from mllm.cli import main
+from mllm.language.gpt import GPT, GPTConfig, sample
+from mllm.language.tokenizer import CharTokenizer
+from mllm.language.train import mean_loss, windows
+
+
+def _decisive_gpt(context=256, fused=True, seed=0) -> GPT:
+    """A random GPT with large weights, so greedy choices are far from ties."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=20, context=context, d_model=32, num_layers=2, num_heads=4, fused=fused))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("fused", [True, False])
+def test_cached_greedy_generation_equals_recomputing(batch, fused):
+    model = _decisive_gpt(fused=fused)
+    prompt = torch.randint(0, 20, (batch, 7), generator=torch.Generator().manual_seed(1))
+    cached = model.generate(prompt, 220, temperature=0)
+    full = model.generate(prompt, 220, temperature=0, use_cache=False)
+    assert cached.shape == (batch, 227)
+    assert torch.equal(cached, full)
+    assert len(set(cached[0, 7:].tolist())) > 3  # not a degenerate constant sequence
+
+
+def test_prefix_generation_cached_equals_recomputing():
+    model = _decisive_gpt(context=64)
+    prefix = torch.randn(2, 5, 32)
+    start = torch.zeros(2, 1, dtype=torch.long)
+    a = model.generate(start, 40, temperature=0, prefix=prefix)
+    b = model.generate(start, 40, temperature=0, prefix=prefix, use_cache=False)
+    assert torch.equal(a, b)
+    logits, _ = model(start, prefix=prefix)
+    assert logits.shape == (2, 1, 20)
+    with pytest.raises(ValueError, match="exceed the context 64"):
+        model.generate(start, 80, temperature=0, prefix=prefix)
+
+
+def test_generation_slides_past_the_context():
+    model = _decisive_gpt(context=16)
+    out = model.generate(torch.zeros(1, 4, dtype=torch.long), 50, temperature=0)
+    assert out.shape == (1, 54)
+
+
+def test_full_model_is_causal():
+    model = _decisive_gpt(context=32)
+    x = torch.randint(0, 20, (2, 16))
+    logits, _ = model(x)
+    for t in range(15):
+        y = x.clone()
+        y[:, t + 1:] = (y[:, t + 1:] + 1) % 20
+        torch.testing.assert_close(model(y)[0][:, : t + 1], logits[:, : t + 1])
+
+
+def test_weights_are_tied_and_sampling_filters():
+    model = _decisive_gpt()
+    assert model.head.weight is model.tok_embed.weight
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    g = torch.Generator().manual_seed(0)
+    assert {sample(logits, 1.0, top_k=1, generator=g).item() for _ in range(20)} == {3}
+    assert {sample(logits, 1.0, top_p=0.5, generator=g).item() for _ in range(50)} <= {2, 3}
+    assert sample(logits, 0).item() == 3
+
+
+def test_tokenizer_round_trip_unknown_and_extend():
+    tok = CharTokenizer.from_text("hello world\n")
+    assert tok.decode(tok.encode("hello\nworld")) == "hello\nworld"
+    with pytest.raises(ValueError, match=r"characters not in the vocabulary: 'XZ'.*unk=True"):
+        tok.encode("helloXZ")
+    unk = CharTokenizer.from_text("abc", unk=True)
+    assert unk.encode("abz") == [0, 1, unk.stoi[CharTokenizer.UNK]]
+    bigger = tok.extend("hey!")
+    assert bigger.encode("hello") == tok.encode("hello") and bigger.vocab_size == tok.vocab_size + 2
+    assert CharTokenizer.from_state_dict(tok.state_dict()).chars == tok.chars
+
+
+def test_val_windows_count_every_position_once():
+    ids = torch.arange(11)
+    x, y = windows(ids, 4)
+    assert x.shape == (3, 4)
+    assert y[y != -100].tolist() == list(range(1, 11))
+    model = _decisive_gpt(context=4)
+    assert mean_loss(model, torch.randint(0, 20, (50,)), 4) > 0
+
+
+def test_tiny_gpt_overfits_a_short_text():
+    text = "To be, or not to be, that is the question.\n" * 4
+    tok = CharTokenizer.from_text(text)
+    ids = tok.encode_tensor(text)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(tok.vocab_size, context=64, d_model=64, num_layers=2, num_heads=4))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    x, y = ids[:64][None], ids[1:65][None]
+    for _ in range(150):
+        loss = model(x, targets=y)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, mirror):
+    run = tmp_path_factory.mktemp("gpt-tiny")
+    assert main(["train-llm", "--preset", "tiny", "--run-dir", str(run), "--data-mirror", str(mirror),
+                 "train.device=cpu"]) == 0
+    return run
+
+
+def test_train_llm_tiny_writes_the_run_folder(tiny_run):
+    for name in ("summary.json", "metrics.jsonl", "curves.png", "samples.md", "best.pt", "last.pt"):
+        assert (tiny_run / name).is_file()
+    assert "Style statistics" in (tiny_run / "samples.md").read_text()
+
+
+def test_generate_command(tiny_run, capsys):
+    assert main(["generate", str(tiny_run), "--length", "30", "--num-samples", "2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- sample") == 2
+    assert main(["generate", str(tiny_run), "--prompt", "ROMEO\u00e9", "--length", "5"]) == 2
+    assert "characters not in the vocabulary" in capsys.readouterr().err
+    assert main(["generate", str(tiny_run / "missing.pt")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err

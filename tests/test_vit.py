@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from mllm.cli import main
+from mllm.vision.analysis import attention_rollout, attention_weights
+from mllm.vision.vit import PatchEmbedding, ViT, ViTConfig
+
+
+def _tiny(image_size=32, **kw) -> ViT:
+    torch.manual_seed(0)
+    return ViT(ViTConfig(image_size=image_size, patch_size=4, d_model=32, num_layers=2, num_heads=2, **kw))
+
+
+def test_patch_embedding_equals_strided_conv():
+    embed = PatchEmbedding(4, 3, 16)
+    conv = nn.Conv2d(3, 16, kernel_size=4, stride=4)
+    with torch.no_grad():
+        conv.weight.copy_(embed.proj.weight.view(16, 3, 4, 4))
+        conv.bias.copy_(embed.proj.bias)
+    x = torch.randn(2, 3, 32, 24)
+    expected = conv(x).flatten(2).transpose(1, 2)  # [B, N, D], patches in row-major order
+    torch.testing.assert_close(embed(x), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"multiples of the patch size 4; got shape \(2, 3, 30, 30\)"):
+        embed(torch.randn(2, 3, 30, 30))
+
+
+@pytest.mark.parametrize("size", [32, 64, 96])
+def test_shapes_at_several_image_sizes(size):
+    model = _tiny(size)
+    logits, tokens = model(torch.randn(2, 3, size, size), return_tokens=True)
+    assert logits.shape == (2, 10)
+    assert tokens.shape == (2, 1 + (size // 4) ** 2, 32)
+
+
+def test_other_sizes_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="at_image_size"):
+        _tiny(32)(torch.randn(1, 3, 64, 64))
+
+
+def test_positional_interpolation():
+    model = _tiny(32).eval()
+    x = torch.randn(3, 3, 32, 32)
+    same = model.at_image_size(32).eval()
+    torch.testing.assert_close(same(x), model(x))
+    big = model.at_image_size(96).eval()
+    assert big.pos.weight.shape == (1 + 24 * 24, 32)
+    torch.testing.assert_close(big.pos.weight[0], model.pos.weight[0])  # the class token's is kept
+    up = nn.functional.interpolate(x, size=96, mode="nearest")
+    assert big(up).shape == (3, 10)
+    # a smooth embedding survives up- then down-sampling closely
+    grid = model.pos.weight[1:].view(8, 8, 32)
+    assert torch.allclose(big.at_image_size(32).pos.weight[1:].view(8, 8, 32).mean(), grid.mean(), atol=1e-2)
+
+
+def test_attention_rollout_is_a_distribution_over_patches():
+    model = _tiny().eval()
+    weights = attention_weights(model, torch.randn(2, 3, 32, 32))
+    assert len(weights) == 2 and weights[0].shape == (2, 2, 65, 65)
+    rollout = attention_rollout(weights)
+    assert rollout.shape == (2, 64) and (rollout > 0).all() and (rollout.sum(-1) <= 1).all()
+
+
+def test_tiny_vit_overfits_one_batch():
+    model = _tiny()
+    x, y = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+@pytest.fixture(scope="module")
+def vit_run(tmp_path_factory, mirror, data_root):
+    run = tmp_path_factory.mktemp("vit-tiny")
+    assert main(["train-vit", "--preset", "tiny", "--run-dir", str(run), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "train.device=cpu"]) == 0
+    return run
+
+
+def test_train_vit_tiny_writes_the_outputs(vit_run):
+    for name in ("summary.json", "curves.png", "confusion.png", "attention.png", "predictions.png",
+                 "per_class_accuracy.json", "best.pt"):
+        assert (vit_run / name).is_file(), name
+
+
+def test_predict_on_files_and_indices(vit_run, tmp_path, mirror, data_root, capsys):
+    image = tmp_path / "cat.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8), mode="L").save(image)
+    assert main(["predict", str(vit_run), "--image", str(image), "--index", "0", "7", "--top-k", "2",
+                 "--data-mirror", str(mirror), "--data-root", str(data_root)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(str(image)) and "(true:" in lines[1]
+
+    assert main(["predict", str(vit_run), "--image", str(tmp_path / "none.png")]) == 2
+    assert "no image file at" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["predict", str(vit_run), "--image", str(tmp_path / "bad.png")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_load_vit_at_another_size(vit_run):
+    from mllm.vision.train import load_vit
+
+    model, classes = load_vit(vit_run, image_size=64)
+    assert model.cfg.image_size == 64 and len(classes) == 10
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_predict_refuses_a_checkpoint_of_another_kind(tmp_path, capsys):
+    torch.save({"kind": "gpt", "model": {}}, tmp_path / "best.pt")
+    assert main(["predict", str(tmp_path), "--index", "0"]) == 2
+    assert "holds a 'gpt' model, not a 'vit' one" in capsys.readouterr().err
