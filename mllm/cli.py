@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from mllm.data import DataError
@@ -11,47 +12,13 @@ from mllm.training.launch import add_data_args, add_train_args
 from mllm.training.loop import TrainingError
 
 
-def _data(args: argparse.Namespace) -> int:
-    from mllm.data.prepare import prepare_all
+def _lazy(module: str, name: str):
+    """Import a command's module only when it runs, so `--help` and small commands start fast."""
 
-    prepare_all(args.data_root or "data", args.data_mirror, args.image_size)
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), name)(args)
 
-
-def _train_llm(args: argparse.Namespace) -> int:
-    from mllm.language.cli import train_llm
-
-    return train_llm(args)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from mllm.language.cli import generate
-
-    return generate(args)
-
-
-def _train_vit(args: argparse.Namespace) -> int:
-    from mllm.vision.cli import train_vit
-
-    return train_vit(args)
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from mllm.vision.cli import predict
-
-    return predict(args)
-
-
-def _reverse(args: argparse.Namespace) -> int:
-    from mllm.transformer.toy import train_reversal
-
-    return 0 if train_reversal(seconds=args.seconds, target=args.target) >= args.target else 1
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from mllm.pipeline import run_demo
-
-    return run_demo(args.preset, args.data_root, args.data_mirror, args.runs)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="fetch (or read from a mirror) and prepare all three data sets")
     add_data_args(p)
     p.add_argument("--image-size", type=int, default=64, help="Flickr8k image side in the cache (default 64)")
-    p.set_defaults(func=_data)
+    p.set_defaults(func=_lazy("mllm.data.prepare", "data_command"))
 
     p = sub.add_parser("train-vit", help="train the Vision Transformer on CIFAR-10")
     add_train_args(p, "vit")
-    p.set_defaults(func=_train_vit)
+    p.set_defaults(func=_lazy("mllm.vision.cli", "train_vit"))
 
     p = sub.add_parser("predict", help="classify CIFAR-10 test images or image files with a trained ViT")
     p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
@@ -74,11 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--device", default="cpu")
     add_data_args(p)
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_lazy("mllm.vision.cli", "predict"))
 
     p = sub.add_parser("train-llm", help="train the char-level GPT on Tiny Shakespeare")
     add_train_args(p, "gpt")
-    p.set_defaults(func=_train_llm)
+    p.set_defaults(func=_lazy("mllm.language.cli", "train_llm"))
 
     p = sub.add_parser("generate", help="sample text from a trained GPT checkpoint")
     p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
@@ -90,18 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_generate)
+    p.set_defaults(func=_lazy("mllm.language.cli", "generate"))
 
     p = sub.add_parser("reverse", help="train the encoder-decoder Transformer to reverse digit strings")
     p.add_argument("--seconds", type=float, default=120.0, help="time budget (default 120)")
     p.add_argument("--target", type=float, default=0.99, help="held-out token accuracy to stop at")
-    p.set_defaults(func=_reverse)
+    p.set_defaults(func=_lazy("mllm.transformer.toy", "reverse_command"))
 
     p = sub.add_parser("demo", help="run every stage that has landed (data, toy, GPT, ViT) and print the results")
     p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about a minute), cpu (about 50 minutes), gpu")
     p.add_argument("--runs", default="runs", help="folder for the run folders (default runs/)")
     add_data_args(p)
-    p.set_defaults(func=_demo)
+    p.set_defaults(func=_lazy("mllm.pipeline", "demo_command"))
     return parser
 
 

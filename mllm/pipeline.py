@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -34,3 +35,7 @@ def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | No
     print(f"ViT       test accuracy {vit['test_accuracy']:.4f}  {vit['wall_time_s'] / 60:.1f} min  "
           f"figures: {Path(runs) / f'vit-{preset}'}")
     return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    return run_demo(args.preset, args.data_root, args.data_mirror, args.runs)

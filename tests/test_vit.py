@@ -27,12 +27,20 @@ def test_patch_embedding_equals_strided_conv():
         embed(torch.randn(2, 3, 30, 30))
 
 
+@pytest.mark.parametrize("pool", ["cls", "mean"])
 @pytest.mark.parametrize("size", [32, 64, 96])
-def test_shapes_at_several_image_sizes(size):
-    model = _tiny(size)
+def test_shapes_at_several_image_sizes(size, pool):
+    model = _tiny(size, pool=pool)
     logits, tokens = model(torch.randn(2, 3, size, size), return_tokens=True)
     assert logits.shape == (2, 10)
     assert tokens.shape == (2, 1 + (size // 4) ** 2, 32)
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="pool must be 'cls' or 'mean'"):
+        _tiny(pool="max")
+    with pytest.raises(ValueError, match="image_size 30 is not a multiple of patch_size 4"):
+        _tiny(30)
 
 
 def test_other_sizes_are_refused_with_the_fix():

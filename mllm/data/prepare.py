@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,3 +26,8 @@ def prepare_all(root: str | Path = "data", mirror: str | Path | None = None, ima
     print(f"flickr8k: {flickr.stats['train_images']}/{flickr.stats['dev_images']}/{flickr.stats['test_images']} "
           f"train/dev/test images at {image_size}x{image_size}, {len(flickr.captions)} captions")
     return {"cifar10": cifar, "shakespeare": text, "flickr8k": flickr}
+
+
+def data_command(args: argparse.Namespace) -> int:
+    prepare_all(args.data_root or "data", args.data_mirror, args.image_size)
+    return 0

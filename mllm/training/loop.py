@@ -51,7 +51,7 @@ class Task(ABC):
         return None
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
-        """Final figures for summary.json, computed with the best checkpoint loaded."""
+        """Final figures for summary.json, computed with the best (or, per train.finish_with, last) weights."""
         return {}
 
     def extra_state(self) -> dict[str, Any]:
@@ -231,7 +231,7 @@ class Trainer:
         summary: dict[str, Any] = {}
         if self.dist.main:
             best = self.run_dir / "best.pt"
-            if best.is_file():
+            if self.t.finish_with == "best" and best.is_file():  # "last" where the metric is on the test set
                 self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
             self.model.eval()
             summary = {"kind": self.task.kind, "preset": self.cfg.get("preset"), "steps": self.step,

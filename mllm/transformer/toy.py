@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -43,3 +44,7 @@ def train_reversal(seconds: float = 60.0, target: float = 0.995, length: int = 8
         log(f"step {steps:5d}  loss {loss.item():.4f}  held-out token accuracy {accuracy:.4f}")
     log(f"reversal: {accuracy:.4f} token accuracy after {steps} steps in {time.time() - start:.1f}s")
     return accuracy
+
+
+def reverse_command(args: argparse.Namespace) -> int:
+    return 0 if train_reversal(seconds=args.seconds, target=args.target) >= args.target else 1

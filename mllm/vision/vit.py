@@ -23,6 +23,7 @@ class ViTConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     fused: bool = True
+    pool: str = "cls"  # "cls": classify from the class token; "mean": from the mean of all tokens
 
 
 class PatchEmbedding(nn.Module):
@@ -51,6 +52,8 @@ class ViT(nn.Module):
 
     def __init__(self, cfg: ViTConfig):
         super().__init__()
+        if cfg.pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {cfg.pool!r}")
         if cfg.image_size % cfg.patch_size:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
         self.cfg = cfg
@@ -81,7 +84,7 @@ class ViT(nn.Module):
 
     def forward(self, images: Tensor, return_tokens: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         tokens = self.tokens(images)
-        logits = self.head(tokens[:, 0])
+        logits = self.head(tokens[:, 0] if self.cfg.pool == "cls" else tokens.mean(dim=1))
         return (logits, tokens) if return_tokens else logits
 
     def at_image_size(self, image_size: int) -> ViT:
