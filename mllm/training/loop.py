@@ -119,7 +119,7 @@ class Trainer:
     def _load(self, path: Path) -> None:
         if not path.is_file():
             raise TrainingError(f"--resume: no checkpoint at {path}; start without --resume")
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         if state.get("kind") != self.task.kind:
             raise TrainingError(f"{path} is a {state.get('kind')!r} checkpoint, not {self.task.kind!r}")
         self.model.load_state_dict(state["model"])
