@@ -18,20 +18,25 @@ from mllm.transformer import (
 D, H, FF = 32, 4, 64
 
 
+def _assert_same_norm(a: nn.Module, b: nn.Module) -> None:
+    """Two layer norms with the same weights give the same outputs and gradients."""
+    x = torch.randn(4, 6, D) * 3 + 1
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out1, out2 = a(x1), b(x2)
+    torch.testing.assert_close(out1, out2, atol=ATOL, rtol=1e-5)
+    probe = torch.randn_like(out1)
+    backward_with(out1, probe), backward_with(out2, probe)
+    torch.testing.assert_close(x1.grad, x2.grad, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(a.weight.grad, b.weight.grad, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(a.bias.grad, b.bias.grad, atol=ATOL, rtol=1e-4)
+
+
 def test_layernorm_matches_torch_outputs_and_gradients():
     ours, ref = LayerNorm(D, eps=1e-5), nn.LayerNorm(D, eps=1e-5)
     with torch.no_grad():
         ref.weight.normal_(), ref.bias.normal_()
         ours.weight.copy_(ref.weight), ours.bias.copy_(ref.bias)
-    x = torch.randn(4, 6, D) * 3 + 1
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, ref_out = ours(x1), ref(x2)
-    torch.testing.assert_close(out, ref_out, atol=ATOL, rtol=1e-5)
-    probe = torch.randn_like(out)
-    backward_with(out, probe), backward_with(ref_out, probe)
-    torch.testing.assert_close(x1.grad, x2.grad, atol=ATOL, rtol=1e-4)
-    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, atol=ATOL, rtol=1e-4)
-    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, atol=ATOL, rtol=1e-4)
+    _assert_same_norm(ours, ref)
 
 
 def test_fused_layernorm_equals_hand_written():
@@ -39,14 +44,7 @@ def test_fused_layernorm_equals_hand_written():
     with torch.no_grad():
         hand.weight.normal_(), hand.bias.normal_()
     fused.load_state_dict(hand.state_dict())
-    x = torch.randn(4, 6, D) * 3 + 1
-    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out1, out2 = hand(x1), fused(x2)
-    torch.testing.assert_close(out1, out2, atol=ATOL, rtol=1e-5)
-    probe = torch.randn_like(out1)
-    backward_with(out1, probe), backward_with(out2, probe)
-    torch.testing.assert_close(x1.grad, x2.grad, atol=ATOL, rtol=1e-4)
-    torch.testing.assert_close(hand.weight.grad, fused.weight.grad, atol=ATOL, rtol=1e-4)
+    _assert_same_norm(hand, fused)
 
 
 def test_feed_forward_is_linear_gelu_linear():

@@ -94,7 +94,12 @@ def parse_captions(text: str, csv_form: bool) -> dict[str, list[str]]:
 
 
 def read_flickr8k(text_zip: Path, image_zip: Path, image_size: int, log=print) -> dict[str, np.ndarray]:
-    tz, iz = _open_zip(text_zip), _open_zip(image_zip)
+    with _open_zip(text_zip) as tz, _open_zip(image_zip) as iz:
+        return _read(tz, iz, text_zip, image_zip, image_size, log)
+
+
+def _read(tz: zipfile.ZipFile, iz: zipfile.ZipFile, text_zip: Path, image_zip: Path, image_size: int,
+          log) -> dict[str, np.ndarray]:
     token, csv_name = _find(tz, "Flickr8k.token.txt"), _find(tz, "captions.txt")
     if token is None and csv_name is None:
         raise DataError(f"{text_zip} has neither Flickr8k.token.txt nor captions.txt; it is not the Flickr8k "
