@@ -43,9 +43,13 @@ def test_bad_configs_are_refused():
         _tiny(30)
 
 
-def test_other_sizes_are_refused_with_the_fix():
-    with pytest.raises(ValueError, match="at_image_size"):
-        _tiny(32)(torch.randn(1, 3, 64, 64))
+def test_other_sizes_interpolate_on_the_fly_as_at_image_size_does():
+    model = _tiny(32).eval()
+    for size in (16, 24, 48):
+        x = torch.randn(2, 3, size, size)
+        torch.testing.assert_close(model(x), model.at_image_size(size).eval()(x))
+    with pytest.raises(ValueError, match="square images"):
+        model(torch.randn(1, 3, 32, 24))
 
 
 def test_positional_interpolation():
@@ -124,3 +128,17 @@ def test_predict_refuses_a_checkpoint_of_another_kind(tmp_path, capsys):
     torch.save({"kind": "gpt", "model": {}}, tmp_path / "best.pt")
     assert main(["predict", str(tmp_path), "--index", "0"]) == 2
     assert "holds a 'gpt' model, not a 'vit' one" in capsys.readouterr().err
+
+
+def test_progressive_resizing_trains_small_first_then_full_size(mirror, data_root):
+    from mllm.data import prepare_cifar10
+    from mllm.training.config import load_config
+    from mllm.vision.train import ImageClassificationTask
+
+    data = prepare_cifar10(data_root, mirror)
+    cfg = load_config("vit", "tiny", ["train.max_steps=10", "augment.low_res_size=16", "augment.low_res_until=0.5"])
+    task = ImageClassificationTask(cfg, data)
+    assert [task.batch(step, 0)[0].shape[-1] for step in (1, 5, 6, 10)] == [16, 16, 32, 32]
+    assert torch.isfinite(task.loss(task.model, task.batch(1, 0)))
+    with pytest.raises(ValueError, match="low_res_size 18 must be a multiple of model.patch_size 4"):
+        ImageClassificationTask(load_config("vit", "tiny", ["augment.low_res_size=18"]), data)

@@ -85,10 +85,11 @@ class Trainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if self.t.compile and self.device.type == "cuda":
+        self.eager_net, self.compile_pending = self.net, bool(self.t.compile)
+        if self.t.compile:  # tried on the first step; falls back to eager where it cannot compile
             self.net = torch.compile(self.net)
         self.opt = torch.optim.AdamW(param_groups(self.model, self.t.weight_decay), lr=self.t.lr,
-                                     betas=tuple(self.t.betas), fused=self.device.type == "cuda")
+                                     betas=tuple(self.t.betas), fused=self.device.type in ("cuda", "cpu"))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(
             s, self.t.warmup_steps, self.t.max_steps, self.t.min_lr_ratio))
         self.step, self.best, self.elapsed = 0, None, 0.0
@@ -141,17 +142,32 @@ class Trainer:
             raise TrainingError(f"batch size {batch[0].shape[0]} is not divisible by {self.dist.world} processes")
         return tuple(x.chunk(self.dist.world)[self.dist.rank].to(self.device) for x in batch)
 
-    def _train_step(self) -> float:
-        self.net.train()
-        accum, total = self.t.grad_accum, 0.0
+    def _accumulate(self) -> Tensor:
+        """Forward and backward over the step's micro-batches; returns the summed (already averaged) loss."""
+        accum, total = self.t.grad_accum, torch.zeros((), device=self.device)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.t.dtype == "bfloat16")
         for micro in range(accum):
             batch = self._shard(self.task.batch(self.step + 1, micro))
             sync = micro == accum - 1 or not self.dist.enabled
-            with (contextlib.nullcontext() if sync else self.net.no_sync()), autocast:
+            with (contextlib.nullcontext() if sync else self.eager_net.no_sync()), autocast:
                 loss = self.task.loss(self.net, batch) / accum
                 loss.backward()
             total += loss.detach()
+        return total
+
+    def _train_step(self) -> float:
+        self.model.train()
+        try:
+            total = self._accumulate()
+        except Exception as e:  # a missing C++ compiler or an unsupported op shows on the first compiled call
+            if not self.compile_pending:
+                raise
+            self.log(f"torch.compile failed ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); "
+                     "training without it (set train.compile=false to skip the attempt)")
+            self.opt.zero_grad(set_to_none=True)
+            self.net = self.eager_net
+            total = self._accumulate()  # a genuine model error raises again here
+        self.compile_pending = False
         if self.dist.enabled:
             dist.all_reduce(total)
             total /= self.dist.world

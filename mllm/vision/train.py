@@ -43,6 +43,10 @@ class ImageClassificationTask(Task):
         self.steps_per_epoch = len(self.x_train) // (t.batch_size * t.grad_accum)
         if t.epochs > 0:  # the schedule in epochs; evaluate once an epoch
             t.max_steps, t.eval_interval = t.epochs * self.steps_per_epoch, self.steps_per_epoch
+        low, m = cfg.augment.low_res_size, cfg.model
+        if low and (low % m.patch_size or not 0 < low < m.image_size):
+            raise ValueError(f"augment.low_res_size {low} must be a multiple of model.patch_size {m.patch_size} "
+                             f"below model.image_size {m.image_size} (or 0 to train at full size throughout)")
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, Tensor]:
         t, a = self.cfg.train, self.cfg.augment
@@ -53,6 +57,8 @@ class ImageClassificationTask(Task):
             x = random_crop(x, a.crop_padding, g)
         if a.flip:
             x = random_flip(x, g)
+        if a.low_res_size and step <= a.low_res_until * t.max_steps:  # progressive resizing: cheaper early steps
+            x = F.interpolate(x, size=a.low_res_size, mode="bilinear", antialias=True, align_corners=False)
         y = F.one_hot(self.y_train[idx], len(self.data.classes)).float()
         if a.mixup_alpha > 0:  # mix each image with a shuffled partner, labels alike
             lam = torch.distributions.Beta(a.mixup_alpha, a.mixup_alpha).sample().item()

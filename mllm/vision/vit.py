@@ -74,13 +74,20 @@ class ViT(nn.Module):
         return asdict(self.cfg)
 
     def tokens(self, images: Tensor) -> Tensor:
-        """[B, C, S, S] -> final-norm tokens [B, 1 + N, D]; index 0 is the class token, 1: the patches."""
-        if images.shape[-1] != self.cfg.image_size or images.shape[-2] != self.cfg.image_size:
-            raise ValueError(f"this ViT takes {self.cfg.image_size}x{self.cfg.image_size} images, got "
-                             f"{tuple(images.shape)}; build it at the new size with ViT.at_image_size")
+        """[B, C, H, W] -> final-norm tokens [B, 1 + N, D]; index 0 is the class token, 1: the patches.
+
+        Square images of another size (a multiple of the patch) are taken with the positional embeddings
+        interpolated on the fly, as progressive-resizing training needs; at_image_size makes that permanent.
+        """
+        h, w = images.shape[-2:]
+        if h != w:
+            raise ValueError(f"this ViT takes square images, got {tuple(images.shape)}; crop or resize them first")
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        return self.encoder(self.pos(x))
+        if h == self.cfg.image_size:
+            return self.encoder(self.pos(x))
+        pos = resize_pos_embed(self.pos.weight, self.grid, h // self.cfg.patch_size)
+        return self.encoder(self.pos.dropout(x + pos))
 
     def forward(self, images: Tensor, return_tokens: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         tokens = self.tokens(images)
