@@ -127,7 +127,7 @@ def test_weight_decay_only_on_matrices_and_schedule_shape():
 
 # ---- resume after SIGTERM / SIGKILL, and DDP -----------------------------------------------------
 
-STEPS = 300
+STEPS = 1000  # long enough (about 2.5 s) that the signal lands before the end
 COMMON = [f"train.max_steps={STEPS}", "train.log_interval=1", "train.eval_interval=1000",
           "train.checkpoint_interval=50", "train.device=cpu"]
 

@@ -140,5 +140,6 @@ def test_progressive_resizing_trains_small_first_then_full_size(mirror, data_roo
     task = ImageClassificationTask(cfg, data)
     assert [task.batch(step, 0)[0].shape[-1] for step in (1, 5, 6, 10)] == [16, 16, 32, 32]
     assert torch.isfinite(task.loss(task.model, task.batch(1, 0)))
+    assert task.curve_marks() == {5: "16px before, full size after"}
     with pytest.raises(ValueError, match="low_res_size 18 must be a multiple of model.patch_size 4"):
         ImageClassificationTask(load_config("vit", "tiny", ["augment.low_res_size=18"]), data)

@@ -58,6 +58,10 @@ class Task(ABC):
         """Saved with every checkpoint (a tokenizer, class names)."""
         return {}
 
+    def curve_marks(self) -> dict[int, str]:
+        """Steps to mark on curves.png, {step: label}, e.g. where the training resolution changes."""
+        return {}
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on matrices (Linear, Embedding weights); none on biases, norms and 1-D parameters."""
@@ -196,9 +200,13 @@ class Trainer:
                 self.best = metrics[key]
                 self.save("best.pt")
             self.task.on_eval(self.model, self.step, self.run_dir, self.log)
-            plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png", self.task.kind)
+            self._plot()
         if self.dist.enabled:
             dist.barrier()
+
+    def _plot(self) -> None:
+        run = self.run_dir
+        plot_curves(run / "metrics.jsonl", run / "curves.png", self.task.kind, self.task.curve_marks())
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum
@@ -255,7 +263,7 @@ class Trainer:
             summary.update(self.task.finish(self.model, self.run_dir, self.log))
             summary.update({"machine": machine_info(self.device), "config": self.cfg.to_dict()})
             atomic_write_json(self.run_dir / "summary.json", summary)
-            plot_curves(self.run_dir / "metrics.jsonl", self.run_dir / "curves.png", self.task.kind)
+            self._plot()
             self.log(f"summary written to {self.run_dir / 'summary.json'}")
         if self.dist.enabled:
             dist.barrier()

@@ -20,8 +20,12 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "") -> Path | None:
-    """Plot every `*loss` series against step, and every `*accuracy` series on a second panel."""
+def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "",
+                marks: dict[int, str] | None = None) -> Path | None:
+    """Plot every `*loss` series against step, and every `*accuracy` series on a second panel.
+
+    `marks` {step: label} draws a dashed vertical line on each panel (a change of phase).
+    """
     records = read_metrics(metrics_path)
     series: dict[str, tuple[list, list]] = {}
     for r in records:
@@ -39,6 +43,8 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "")
         for key in keys:
             xs, ys = series[key]
             ax.plot(xs, ys, label=key, marker="o" if len(xs) < 30 else None, markersize=3)
+        for step, label in (marks or {}).items():
+            ax.axvline(step, color="grey", linestyle="--", linewidth=1, label=label)
         ax.set_xlabel("step")
         ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy")
         ax.grid(alpha=0.3)

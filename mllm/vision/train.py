@@ -102,6 +102,12 @@ class ImageClassificationTask(Task):
         return {"test_accuracy": accuracy, "test_loss": F.cross_entropy(logits, self.y_test).item(),
                 "per_class_accuracy": dict(zip(classes, per_class, strict=True))}
 
+    def curve_marks(self) -> dict[int, str]:
+        a = self.cfg.augment
+        if not a.low_res_size:
+            return {}
+        return {int(a.low_res_until * self.cfg.train.max_steps): f"{a.low_res_size}px before, full size after"}
+
     def extra_state(self) -> dict[str, Any]:
         return {"model_config": self.model.config_dict(), "classes": list(self.data.classes)}
 
