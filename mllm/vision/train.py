@@ -47,6 +47,7 @@ class ImageClassificationTask(Task):
         if low and (low % m.patch_size or not 0 < low < m.image_size):
             raise ValueError(f"augment.low_res_size {low} must be a multiple of model.patch_size {m.patch_size} "
                              f"below model.image_size {m.image_size} (or 0 to train at full size throughout)")
+        self.low_res_steps = int(cfg.augment.low_res_until * t.max_steps) if low else 0  # steps 1..this are small
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, Tensor]:
         t, a = self.cfg.train, self.cfg.augment
@@ -57,7 +58,7 @@ class ImageClassificationTask(Task):
             x = random_crop(x, a.crop_padding, g)
         if a.flip:
             x = random_flip(x, g)
-        if a.low_res_size and step <= a.low_res_until * t.max_steps:  # progressive resizing: cheaper early steps
+        if step <= self.low_res_steps:  # progressive resizing: cheaper early steps
             x = F.interpolate(x, size=a.low_res_size, mode="bilinear", antialias=True, align_corners=False)
         y = F.one_hot(self.y_train[idx], len(self.data.classes)).float()
         if a.mixup_alpha > 0:  # mix each image with a shuffled partner, labels alike
@@ -103,10 +104,8 @@ class ImageClassificationTask(Task):
                 "per_class_accuracy": dict(zip(classes, per_class, strict=True))}
 
     def curve_marks(self) -> dict[int, str]:
-        a = self.cfg.augment
-        if not a.low_res_size:
-            return {}
-        return {int(a.low_res_until * self.cfg.train.max_steps): f"{a.low_res_size}px before, full size after"}
+        size = self.cfg.augment.low_res_size
+        return {self.low_res_steps: f"{size}px before, full size after"} if self.low_res_steps else {}
 
     def extra_state(self) -> dict[str, Any]:
         return {"model_config": self.model.config_dict(), "classes": list(self.data.classes)}
