@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lazy("mllm.language.cli", "generate"))
 
     p = sub.add_parser("reverse", help="train the encoder-decoder Transformer to reverse digit strings")
-    p.add_argument("--seconds", type=float, default=120.0, help="time budget (default 120)")
+    p.add_argument("--steps", type=int, default=1500, help="optimizer-step budget (default 1500)")
+    p.add_argument("--seconds", type=float, default=None, help="optional wall-clock cap as well (default none)")
     p.add_argument("--target", type=float, default=0.99, help="held-out token accuracy to stop at")
     p.set_defaults(func=_lazy("mllm.transformer.toy", "reverse_command"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -49,5 +51,5 @@ def load_arrays(path: str | Path, settings: dict) -> dict[str, np.ndarray] | Non
             if str(z["__settings__"]) != json.dumps(settings, sort_keys=True):
                 return None
             return {k: z[k] for k in z.files if k != "__settings__"}
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable cache: rebuild it
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None  # unreadable or truncated cache: rebuild it

@@ -17,8 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mllm.language.gpt import GPT, GPTConfig  # noqa: E402
-from mllm.language.train import load_gpt  # noqa: E402
+from mllm.language.gpt import GPT, GPTConfig, load_gpt  # noqa: E402
 from mllm.training.config import load_config  # noqa: E402
 
 

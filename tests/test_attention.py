@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -128,3 +129,61 @@ def test_bad_inputs_name_the_shapes():
         mha(torch.randn(2, 5, D), torch.randn(2, 6, D), mask=torch.ones(5, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="must be bool"):
         mha(torch.randn(2, 5, D), mask=torch.ones(5, 5))
+
+
+def _mask_with_empty_rows(t_q=5, t_k=7):
+    """[B, 1, T_q, T_k] padding mask where some queries may attend to no key: a whole example
+    (length 0) and two single queries."""
+    mask = _pad_mask(t_k, lengths=(7, 4, 0))[:, :, :1].expand(B, 1, t_q, t_k).clone()
+    mask[0, 0, 2] = False
+    mask[1, 0, 4] = False
+    return mask
+
+
+def _attention_by_hand(q, k, v, mask):
+    """Loops over the queries; a query with no allowed key gets output zero (and no gradient path).
+    Returns the output [B, H, T_q, d] and the weights [B, H, T_q, T_k]."""
+    out_rows, weight_rows = [], []
+    for b, h, i in itertools.product(range(q.shape[0]), range(q.shape[1]), range(q.shape[2])):
+        allowed = mask[b, 0, i]
+        w = torch.zeros(k.shape[2])
+        if allowed.any():
+            w = w.index_put((allowed.nonzero()[:, 0],),
+                            torch.softmax(k[b, h, allowed] @ q[b, h, i] / math.sqrt(q.shape[-1]), dim=0))
+        weight_rows.append(w)
+        out_rows.append(w @ v[b, h])
+    shape = (*q.shape[:3], -1)
+    return torch.stack(out_rows).view(shape), torch.stack(weight_rows).view(shape)
+
+
+def test_a_query_with_no_allowed_key_gets_zeros_not_nan():
+    mask = _mask_with_empty_rows()
+    empty = ~mask.any(-1)  # [B, 1, T_q]
+    assert empty.sum() == 7
+    leaves = [t.requires_grad_() for t in _qkv()]
+    probe = torch.randn(B, H, 5, 8, generator=torch.Generator().manual_seed(1))
+    ref_out, ref_w = _attention_by_hand(*leaves, mask)
+    backward_with(ref_out, probe)
+    ref_grads = [t.grad.clone() for t in leaves]
+    outs, grads = [], []
+    for fused in (False, True):
+        for t in leaves:
+            t.grad = None
+        out = ScaledDotProductAttention(fused=fused)(*leaves, mask=mask)[0]
+        assert (out[empty.expand(B, H, 5)] == 0).all(), f"fused={fused}"
+        torch.testing.assert_close(out, ref_out, atol=ATOL, rtol=1e-5)
+        backward_with(out, probe)
+        for t, g in zip(leaves, ref_grads, strict=True):
+            assert torch.isfinite(t.grad).all(), f"fused={fused}"
+            torch.testing.assert_close(t.grad, g, atol=ATOL, rtol=1e-4)
+        assert (leaves[0].grad[empty.expand(B, H, 5)] == 0).all()  # an empty query has no gradient path
+        outs.append(out.detach())
+        grads.append([t.grad for t in leaves])
+    torch.testing.assert_close(outs[0], outs[1], atol=ATOL, rtol=1e-5)
+    for g_hand, g_fused in zip(*grads, strict=True):
+        torch.testing.assert_close(g_hand, g_fused, atol=ATOL, rtol=1e-4)
+    with torch.no_grad():
+        w = ScaledDotProductAttention()(*leaves, mask=mask, return_weights=True)[1]
+    assert (w[empty.expand(B, H, 5)] == 0).all()
+    torch.testing.assert_close(w, ref_w, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(w.sum(-1), (~empty).float().expand(B, H, 5))

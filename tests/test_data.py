@@ -1,11 +1,14 @@
 import io
+import json
 import pickle
+import struct
 import tarfile
 import threading
 import zipfile
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from mllm.data import DataError, prepare_cifar10, prepare_flickr8k, prepare_shak
 from mllm.data.augment import random_crop, random_flip
 from mllm.data.download import Source, download, fetch, md5sum
 from mllm.data.flickr8k import parse_captions
+from mllm.io import load_arrays, save_arrays
 
 # ---- the real data sets, from the mirror ------------------------------------------------------
 
@@ -48,6 +52,36 @@ def _png(color, size=32) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (size, size), color).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _jpeg(color, size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _member_data_offset(path: Path, member: str) -> tuple[int, int]:
+    """Where `member`'s (compressed) data starts in the zip file at `path`, and its length."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(member)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    return info.header_offset + 30 + name_len + extra_len, info.compress_size
+
+
+def _poke(path: Path, offset: int, value: int | None = None) -> None:
+    """Overwrite one byte of the file (or invert it when `value` is None)."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        old = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([old ^ 0xFF if value is None else value]))
+
+
+def _cut(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if how == "half" else b"")
 
 
 def _cifar_pickles(path: Path, per_batch: int = 4) -> Path:
@@ -123,8 +157,9 @@ TOKENS = "a.jpg#0\tA dog runs .\na.jpg#1\tA dog plays .\nb.jpg#0\tA cat , sleepi
 CSV = 'image,caption\na.jpg,A dog runs .\na.jpg,A dog plays .\nb.jpg,"A cat , sleeping ."\nghost.jpg,No image .\n'
 
 
-@pytest.mark.parametrize("form", ["token", "csv"])
-def test_flickr_both_caption_formats(tmp_path, form):
+def _flickr_mirror(tmp_path: Path, form: str = "token", images: dict[str, bytes] | None = None,
+                   compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A two-image Flickr8k mirror under tmp_path/mirror (a.jpg train, b.jpg dev); returns the image zip."""
     mirror = tmp_path / "mirror" / "flickr8k"
     mirror.mkdir(parents=True)
     with zipfile.ZipFile(mirror / "Flickr8k_text.zip", "w") as z:
@@ -132,15 +167,103 @@ def test_flickr_both_caption_formats(tmp_path, form):
         z.writestr("Flickr_8k.trainImages.txt", "a.jpg\n")
         z.writestr("Flickr_8k.devImages.txt", "b.jpg\n")
         z.writestr("Flickr_8k.testImages.txt", "")
-    with zipfile.ZipFile(mirror / "Flickr8k_Dataset.zip", "w") as z:
-        z.writestr("Flicker8k_Dataset/a.jpg", _png((255, 0, 0), 40))
-        z.writestr("Flicker8k_Dataset/b.jpg", _png((0, 255, 0), 40))
-    data = prepare_flickr8k(tmp_path / "root", tmp_path / "mirror", image_size=16, log=lambda *_: None)
+    if images is None:
+        images = {"Flicker8k_Dataset/a.jpg": _png((255, 0, 0), 40), "Flicker8k_Dataset/b.jpg": _png((0, 255, 0), 40)}
+    with zipfile.ZipFile(mirror / "Flickr8k_Dataset.zip", "w", compression) as z:
+        for name, blob in images.items():
+            z.writestr(name, blob)
+    return mirror / "Flickr8k_Dataset.zip"
+
+
+def _prepare_flickr(tmp_path: Path):
+    return prepare_flickr8k(tmp_path / "root", tmp_path / "mirror", image_size=16, log=lambda *_: None)
+
+
+@pytest.mark.parametrize("form", ["token", "csv"])
+def test_flickr_both_caption_formats(tmp_path, form):
+    _flickr_mirror(tmp_path, form)
+    data = _prepare_flickr(tmp_path)
     assert data.images.shape == (2, 16, 16, 3)
     assert data.captions_of(0) == ["A dog runs .", "A dog plays ."]
     assert data.captions_of(1) == ["A cat , sleeping ."]
     assert data.stats["caption_lines_skipped"] == 1 and data.stats["images_missing"] == 1
     assert data.split.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("damage", ["not-a-jpeg", "truncated-jpeg"])
+def test_flickr_corrupt_image_names_the_member(tmp_path, damage):
+    good = _jpeg((0, 255, 0))
+    bad = b"this is not a JPEG" * 20 if damage == "not-a-jpeg" else good[:len(good) // 2]
+    image_zip = _flickr_mirror(tmp_path, images={"Flicker8k_Dataset/a.jpg": _jpeg((255, 0, 0)),
+                                                 "Flicker8k_Dataset/b.jpg": bad})
+    with pytest.raises(DataError, match="cannot read image Flicker8k_Dataset/b.jpg") as e:
+        _prepare_flickr(tmp_path)
+    assert str(image_zip) in str(e.value) and "fetch it again" in str(e.value)
+    assert not list((tmp_path / "root").rglob("*.npz"))
+
+
+def test_flickr_image_failing_its_crc_names_the_member(tmp_path):
+    # The real image zip is 1 GB and is not CRC-checked up front (only zips under 10 MB are), so a stored member
+    # past that size whose bytes are damaged must be caught when it is read. The filler makes this zip that big.
+    image_zip = _flickr_mirror(tmp_path, images={"Flicker8k_Dataset/a.jpg": _jpeg((255, 0, 0)),
+                                                 "Flicker8k_Dataset/b.jpg": _jpeg((0, 255, 0)),
+                                                 "Flicker8k_Dataset/filler.bin": bytes(10_000_000)},
+                               compression=zipfile.ZIP_STORED)
+    assert image_zip.stat().st_size > 10_000_000
+    start, length = _member_data_offset(image_zip, "Flicker8k_Dataset/b.jpg")
+    _poke(image_zip, start + length // 2)
+    with pytest.raises(DataError, match=r"cannot read image Flicker8k_Dataset/b.jpg \(BadZipFile: Bad CRC") as e:
+        _prepare_flickr(tmp_path)
+    assert str(image_zip) in str(e.value)
+
+
+@pytest.mark.parametrize("how", ["half", "empty"])
+def test_truncated_flickr_cache_is_rebuilt(tmp_path, how):
+    _flickr_mirror(tmp_path)
+    first = _prepare_flickr(tmp_path)
+    cache = tmp_path / "root" / "flickr8k" / "flickr8k_16.npz"
+    size = cache.stat().st_size
+    _cut(cache, how)
+    again = _prepare_flickr(tmp_path)
+    assert np.array_equal(again.images, first.images) and again.captions.tolist() == first.captions.tolist()
+    assert cache.stat().st_size == size  # written whole again
+    assert load_arrays(cache, {"version": 1, "image_size": 16}) is not None
+
+
+@pytest.mark.parametrize("how", ["half", "empty"])
+def test_truncated_cifar_cache_is_rebuilt(tmp_path, how):
+    archive = _cifar_zip(tmp_path / "cifar10-jpeg.zip")
+    first = prepare_cifar10(tmp_path / "root", source=archive)
+    cache = tmp_path / "root" / "cifar10" / "cifar10.npz"
+    size = cache.stat().st_size
+    _cut(cache, how)
+    again = prepare_cifar10(tmp_path / "root", source=archive)
+    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_test, first.y_test)
+    assert cache.stat().st_size == size
+
+
+@pytest.mark.parametrize("damage", ["none", "settings", "half", "empty", "bad-crc", "bad-deflate"])
+def test_load_arrays_returns_none_for_any_unusable_cache(tmp_path, damage):
+    settings = {"version": 1}
+    images = np.arange(4096, dtype=np.uint8).reshape(16, 16, 16)
+    path = tmp_path / "cache.npz"
+    if damage == "bad-deflate":  # a compressed cache whose deflate stream is broken: zlib.error when read
+        np.savez_compressed(path, __settings__=np.array(json.dumps(settings)), images=images)
+        start, _ = _member_data_offset(path, "images.npy")
+        _poke(path, start, 0b111)  # final block of the invalid type 3
+    else:
+        save_arrays(path, settings, images=images)
+    if damage == "bad-crc":
+        start, length = _member_data_offset(path, "images.npy")
+        _poke(path, start + length - 1)
+    elif damage in ("half", "empty"):
+        _cut(path, damage)
+    loaded = load_arrays(path, {"version": 2} if damage == "settings" else settings)
+    if damage == "none":
+        assert np.array_equal(loaded["images"], images) and list(loaded) == ["images"]
+    else:
+        assert loaded is None
+    assert load_arrays(tmp_path / "missing.npz", settings) is None
 
 
 def test_caption_csv_needs_its_header():
@@ -176,22 +299,38 @@ def test_no_network_and_no_mirror(tmp_path):
 
 
 class _RangeHandler(SimpleHTTPRequestHandler):
-    """Serves files and honours `Range: bytes=N-` (enough to test resuming)."""
+    """Serves files as real servers do for `Range: bytes=N-`: 206 with the rest, or 416 with
+    `Content-Range: bytes */SIZE` when N is at or past the end. Records each request's Range header in
+    `server.ranges`; with `server.cut_after` set, announces the full Content-Length but sends only that many
+    bytes, then closes the connection (a transfer cut short)."""
 
     def log_message(self, *args):
         pass
 
     def send_head(self):
-        rng = self.headers.get("Range")
         path = Path(self.translate_path(self.path))
-        if not rng or not path.is_file():
+        if not path.is_file():
             return super().send_head()
-        start = int(rng.split("=")[1].rstrip("-"))
-        data = path.read_bytes()[start:]
-        self.send_response(206)
+        rng = self.headers.get("Range")
+        self.server.ranges.append(rng)
+        data = path.read_bytes()
+        if rng:
+            start = int(rng.split("=")[1].rstrip("-"))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            data = data[start:]
+        else:
+            self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        return io.BytesIO(data)
+        self.end_headers()  # HTTP/1.0: the connection closes after the body, however short
+        cut = self.server.cut_after
+        return io.BytesIO(data if cut is None else data[:cut])
 
 
 @pytest.fixture
@@ -199,38 +338,108 @@ def server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_RangeHandler, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.ranges, httpd.cut_after = [], None
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield SimpleNamespace(root=root, url=f"http://127.0.0.1:{httpd.server_address[1]}", httpd=httpd)
     httpd.shutdown()
+    httpd.server_close()
+
+
+PAYLOAD = bytes(range(256)) * 1000
+
+
+def _served_blob(server) -> Source:
+    (server.root / "blob.bin").write_bytes(PAYLOAD)
+    return Source("blob.bin", "x", f"{server.url}/blob.bin", md5sum(server.root / "blob.bin"))
 
 
 def test_download_resumes_a_partial_file_and_checks_md5(server, tmp_path):
-    root, url = server
-    payload = bytes(range(256)) * 1000
-    (root / "blob.bin").write_bytes(payload)
+    source = _served_blob(server)
     dest = tmp_path / "dl" / "blob.bin"
     dest.parent.mkdir()
-    dest.with_name("blob.bin.part").write_bytes(payload[:100_000])  # an interrupted earlier download
-    source = Source("blob.bin", "x", f"{url}/blob.bin", md5sum(root / "blob.bin"))
-    assert download(source, dest).read_bytes() == payload
+    dest.with_name("blob.bin.part").write_bytes(PAYLOAD[:100_000])  # an interrupted earlier download
+    assert download(source, dest, timeout=5).read_bytes() == PAYLOAD
     assert not dest.with_name("blob.bin.part").exists()
+    assert server.httpd.ranges == ["bytes=100000-"]
 
-    bad = Source("blob.bin", "x", f"{url}/blob.bin", "0" * 32)
+    bad = Source("blob.bin", "x", source.url, "0" * 32)
     with pytest.raises(DataError, match="wrong checksum"):
-        download(bad, tmp_path / "dl2" / "blob.bin")
+        download(bad, tmp_path / "dl2" / "blob.bin", timeout=5)
     assert not (tmp_path / "dl2" / "blob.bin").exists() and not (tmp_path / "dl2" / "blob.bin.part").exists()
+
+
+def test_download_cut_short_keeps_the_part_and_resumes(server, tmp_path):
+    source = _served_blob(server)
+    dest = tmp_path / "dl" / "blob.bin"
+    part = dest.with_name("blob.bin.part")
+    server.httpd.cut_after = 100_000
+    with pytest.raises(DataError, match=r"cut short: 100,000 of 256,000 bytes\. Run the same command again"):
+        download(source, dest, timeout=5)
+    assert part.read_bytes() == PAYLOAD[:100_000] and not dest.exists()
+    with pytest.raises(DataError, match=r"cut short: 200,000 of 256,000 bytes"):  # the resumed transfer, cut too
+        download(source, dest, timeout=5)
+    assert part.read_bytes() == PAYLOAD[:200_000] and not dest.exists()
+    server.httpd.cut_after = None  # the network is back
+    assert download(source, dest, timeout=5).read_bytes() == PAYLOAD
+    assert md5sum(dest) == source.md5 and not part.exists()
+    assert server.httpd.ranges == [None, "bytes=100000-", "bytes=200000-"]
+
+
+@pytest.mark.parametrize("extra", [b"", b"junk"])
+def test_download_finishes_a_complete_part(server, tmp_path, extra):
+    # Interrupted after the last byte but before the rename: the range request starts at the end of the file
+    # and the server answers 416. A part longer than the file (extra) is not this file's: start over.
+    source = _served_blob(server)
+    dest = tmp_path / "dl" / "blob.bin"
+    dest.parent.mkdir()
+    dest.with_name("blob.bin.part").write_bytes(PAYLOAD + extra)
+    assert download(source, dest, timeout=5).read_bytes() == PAYLOAD
+    assert not dest.with_name("blob.bin.part").exists()
+    assert server.httpd.ranges == [f"bytes={len(PAYLOAD) + len(extra)}-"] + ([None] if extra else [])
 
 
 # ---- batch augmentation -----------------------------------------------------------------------
 
-def test_random_crop_and_flip_are_per_image_shifts():
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    g = torch.Generator().manual_seed(0)
-    out = random_crop(x, 2, g)
-    assert out.shape == x.shape
-    for i in range(2):  # each output is a shifted window of the zero-padded input
-        padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
-        assert any(torch.equal(out[i], padded[:, dy:dy + 8, dx:dx + 8]) for dy in range(5) for dx in range(5))
-    flipped = random_flip(x, torch.Generator().manual_seed(3))
-    for i in range(2):
-        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+def test_random_crop_takes_the_drawn_window_of_the_zero_padded_image():
+    b, pad = 16, 2
+    x = torch.arange(1, b * 3 * 8 * 6 + 1, dtype=torch.float32).view(b, 3, 8, 6)  # no zeros: padding shows
+    out = random_crop(x, pad, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)  # the same draws: dy for every image, then dx
+    dy = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=g).flatten().tolist()
+    dx = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=g).flatten().tolist()
+    assert out.shape == x.shape and out.dtype == x.dtype
+    for i in range(b):
+        padded = torch.nn.functional.pad(x[i], (pad,) * 4)
+        assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 8, dx[i]:dx[i] + 6]), i
+    offsets = set(zip(dy, dx, strict=True))
+    assert len(offsets) >= 4 and len(set(dy)) >= 2 and len(set(dx)) >= 2
+    assert any(d != pad for d in dy) and any(d != pad for d in dx)  # some windows really reach into the padding
+    assert (out == 0).any()
+
+
+def test_random_flip_mirrors_exactly_the_drawn_images_left_right():
+    b = 16
+    x = torch.arange(b * 3 * 5 * 7, dtype=torch.float32).view(b, 3, 5, 7)
+    out = random_flip(x, torch.Generator().manual_seed(1))
+    flip = (torch.rand(b, generator=torch.Generator().manual_seed(1)) < 0.5).tolist()
+    assert 0 < sum(flip) < b  # both kinds occur
+    for i in range(b):
+        assert torch.equal(out[i], x[i].flip(-1) if flip[i] else x[i]), i
+        assert flip[i] == (not torch.equal(out[i], x[i]))
+    assert torch.equal(out[flip.index(True), 0, 0], x[flip.index(True), 0, 0].flip(0))  # the row, reversed
+
+
+def test_crop_then_flip_share_one_generator():
+    # As the ViT batch uses them: one generator, crop's draws first, then flip's.
+    b, pad = 16, 3
+    x = torch.randn(b, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(2)
+    out = random_flip(random_crop(x, pad, g), g)
+    r = torch.Generator().manual_seed(2)
+    dy = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=r).flatten().tolist()
+    dx = torch.randint(0, 2 * pad + 1, (b, 1, 1), generator=r).flatten().tolist()
+    flip = (torch.rand(b, generator=r) < 0.5).tolist()
+    assert 0 < sum(flip) < b and len(set(zip(dy, dx, strict=True))) >= 2
+    for i in range(b):
+        window = torch.nn.functional.pad(x[i], (pad,) * 4)[:, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]
+        assert torch.equal(out[i], window.flip(-1) if flip[i] else window), i

@@ -1,8 +1,11 @@
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from mllm.cli import main
-from mllm.language.gpt import GPT, GPTConfig, sample
+from mllm.language.gpt import GPT, GPTConfig, filter_logits, sample
 from mllm.language.tokenizer import CharTokenizer
 from mllm.language.train import mean_loss, windows
 
@@ -37,10 +40,54 @@ def test_prefix_generation_cached_equals_recomputing():
     a = model.generate(start, 40, temperature=0, prefix=prefix)
     b = model.generate(start, 40, temperature=0, prefix=prefix, use_cache=False)
     assert torch.equal(a, b)
-    logits, _ = model(start, prefix=prefix)
-    assert logits.shape == (2, 1, 20)
     with pytest.raises(ValueError, match="exceed the context 64"):
         model.generate(start, 80, temperature=0, prefix=prefix)
+
+
+def test_empty_prompt_needs_a_prefix():
+    model = _decisive_gpt(context=64)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match="empty prompt"):
+        model.generate(empty, 5, temperature=0)
+    prefix = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(2))
+    out = model.generate(empty, 8, temperature=0, prefix=prefix)
+    assert out.shape == (2, 8)
+    # the first token is read off the last prefix position, the rest continue from it
+    first = model(prefix=prefix, last_only=True)[0][:, -1].argmax(-1)
+    assert torch.equal(out[:, 0], first)
+    assert torch.equal(model.generate(out[:, :1], 7, temperature=0, prefix=prefix), out)
+    assert torch.equal(model.generate(empty, 8, temperature=0, prefix=prefix, use_cache=False), out)
+
+
+def test_forward_with_prefix_aligns_tokens_after_the_prefix():
+    """Logits at token t come from decoder position P + t, which sees the prefix and tokens <= t."""
+    model = _decisive_gpt(context=32)
+    g = torch.Generator().manual_seed(3)
+    prefix, idx = torch.randn(2, 5, 32, generator=g), torch.randint(0, 20, (2, 10), generator=g)
+    targets = torch.randint(0, 20, (2, 10), generator=g)
+    targets[0, :3], targets[1, 7] = -100, -100
+    logits, loss = model(idx, targets, prefix=prefix)
+    assert logits.shape == (2, 10, 20)
+
+    x = torch.cat([prefix, model.tok_embed(idx)], dim=1) + model.pos.weight[:15]
+    by_hand = model.head(model.decoder(x, is_causal=True)[:, 5:])
+    torch.testing.assert_close(logits, by_hand)
+
+    for t in range(9):
+        changed = idx.clone()
+        changed[:, t + 1:] = (changed[:, t + 1:] + 1) % 20
+        other = model(changed, prefix=prefix)[0]
+        torch.testing.assert_close(other[:, : t + 1], logits[:, : t + 1])
+        assert not torch.allclose(other[:, t + 1:], logits[:, t + 1:])
+    other = model(idx, prefix=prefix + torch.randn(2, 5, 32, generator=g))[0]
+    for t in range(10):
+        assert not torch.allclose(other[:, t], logits[:, t], atol=1e-4), t
+
+    keep = targets != -100
+    log_probs = logits.log_softmax(-1)[keep]  # [N, V]
+    expected = -log_probs[torch.arange(log_probs.shape[0]), targets[keep]].mean()
+    assert int(keep.sum()) == 16
+    torch.testing.assert_close(loss, expected)
 
 
 def test_generation_slides_past_the_context():
@@ -59,14 +106,45 @@ def test_full_model_is_causal():
         torch.testing.assert_close(model(y)[0][:, : t + 1], logits[:, : t + 1])
 
 
-def test_weights_are_tied_and_sampling_filters():
+def test_weights_are_tied_and_sampling_uses_the_filter():
     model = _decisive_gpt()
     assert model.head.weight is model.tok_embed.weight
     logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
     g = torch.Generator().manual_seed(0)
     assert {sample(logits, 1.0, top_k=1, generator=g).item() for _ in range(20)} == {3}
-    assert {sample(logits, 1.0, top_p=0.5, generator=g).item() for _ in range(50)} <= {2, 3}
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    assert {sample(probs.log(), 1.0, top_p=0.45, generator=g).item() for _ in range(200)} == {2, 3}
     assert sample(logits, 0).item() == 3
+
+
+# two rows, the same probabilities in different orders: token ids sorted by probability, highest first
+_PROBS = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.4, 0.1, 0.3, 0.2]])
+_RANKED = [[3, 2, 1, 0], [0, 2, 3, 1]]
+
+
+def _kept(filtered: torch.Tensor) -> list[set[int]]:
+    return [set(torch.isfinite(row).nonzero()[:, 0].tolist()) for row in filtered]
+
+
+@pytest.mark.parametrize(("top_p", "n_kept"), [(0.05, 1), (0.35, 1), (0.45, 2), (0.65, 2), (0.75, 3), (0.95, 4)])
+def test_top_p_keeps_the_smallest_set_reaching_p(top_p, n_kept):
+    logits = _PROBS.log()
+    filtered = filter_logits(logits, top_p=top_p)
+    assert _kept(filtered) == [set(r[:n_kept]) for r in _RANKED]
+    finite = torch.isfinite(filtered)
+    assert torch.equal(filtered[finite], logits[finite])  # kept logits are untouched
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, 4, 9])
+def test_top_k_keeps_exactly_k(top_k):
+    filtered = filter_logits(_PROBS.log(), top_k=top_k)
+    assert _kept(filtered) == [set(r[:top_k]) for r in _RANKED]
+
+
+def test_top_p_applies_to_what_top_k_left():
+    # after top-3 the best token has mass 0.4 / 0.9 = 0.44 (0.4 before): p = 0.42 keeps it alone
+    assert _kept(filter_logits(_PROBS.log(), top_k=3, top_p=0.42)) == [{3}, {0}]
+    assert _kept(filter_logits(_PROBS.log(), top_p=0.42)) == [{3, 2}, {0, 2}]
 
 
 def test_tokenizer_round_trip_unknown_and_extend():
@@ -87,7 +165,15 @@ def test_val_windows_count_every_position_once():
     assert x.shape == (3, 4)
     assert y[y != -100].tolist() == list(range(1, 11))
     model = _decisive_gpt(context=4)
-    assert mean_loss(model, torch.randint(0, 20, (50,)), 4) > 0
+    ids = torch.randint(0, 20, (50,), generator=torch.Generator().manual_seed(4))
+    # 49 next-token positions: 12 full windows and a last one with a single position
+    with torch.no_grad():
+        total = sum(nn.functional.cross_entropy(model(ids[s : min(s + 4, 49)][None])[0][0], ids[s + 1 : s + 5],
+                                                reduction="sum") for s in range(0, 49, 4))
+    assert mean_loss(model, ids, 4, batch_size=5) == pytest.approx(total.item() / 49, rel=1e-5)
+    model.head = nn.Linear(32, 20, bias=False)
+    nn.init.zeros_(model.head.weight)  # uniform logits: log(V) nats per character
+    assert mean_loss(model, ids, 4, batch_size=5) == pytest.approx(math.log(20), rel=1e-6)
 
 
 def test_tiny_gpt_overfits_a_short_text():

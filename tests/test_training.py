@@ -42,6 +42,7 @@ def test_config_errors_name_the_key_and_the_fix():
 
 class Regression(Task):
     kind = "regression"
+    eval_metrics = ("val_loss",)
 
     def __init__(self, nan_at: int | None = None):
         torch.manual_seed(0)
@@ -117,9 +118,11 @@ def test_compiled_training_matches_eager(tmp_path, capsys):
 
 
 def test_weight_decay_only_on_matrices_and_schedule_shape():
-    groups = param_groups(nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)), 0.1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    groups = param_groups([{"params": list(model.parameters())}], 0.1, lr=1e-3)
     assert [p.dim() for p in groups[0]["params"]] == [2] and groups[0]["weight_decay"] == 0.1
     assert all(p.dim() == 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
+    assert [g["lr"] for g in groups] == [1e-3, 1e-3]
     lrs = [warmup_cosine(s, 10, 100, 0.1) for s in range(101)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[100] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
@@ -133,8 +136,10 @@ COMMON = [f"train.max_steps={STEPS}", "train.log_interval=1", "train.eval_interv
 
 
 def _train(run_dir, *extra, resume=False, wait=True, launcher=(sys.executable,), mirror=None):
-    cmd = [*launcher, str(REPO / "main.py"), "train-llm", "--preset", "tiny", "--run-dir", str(run_dir),
-           "--data-mirror", str(mirror), *COMMON, *extra] + (["--resume"] if resume else [])
+    """A tiny GPT run; resumed with `--resume` alone: the saved config, not the command line, must rule."""
+    settings = ["--resume"] if resume else ["--preset", "tiny", *COMMON, *extra]
+    cmd = [*launcher, str(REPO / "main.py"), "train-llm", "--run-dir", str(run_dir), "--data-mirror", str(mirror),
+           *settings]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if wait:
@@ -191,8 +196,9 @@ def test_existing_run_without_resume_is_refused(tmp_path, mirror):
     assert proc.returncode != 0 and "pass --resume" in out
 
 
-def test_ddp_with_two_processes_matches_one_process(tmp_path, mirror):
-    steps = ["train.max_steps=8", "train.batch_size=8"]
+@pytest.mark.parametrize("accum", [1, 2])
+def test_ddp_with_two_processes_matches_one_process(tmp_path, mirror, accum):
+    steps = ["train.max_steps=8", "train.batch_size=8", f"train.grad_accum={accum}"]  # 2: the no_sync path
     _train(tmp_path / "single", *steps, mirror=mirror)
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     _train(tmp_path / "ddp", *steps, launcher=launcher, mirror=mirror)

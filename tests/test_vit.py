@@ -52,19 +52,24 @@ def test_other_sizes_interpolate_on_the_fly_as_at_image_size_does():
         model(torch.randn(1, 3, 32, 24))
 
 
-def test_positional_interpolation():
+def test_positional_interpolation_keeps_the_grid_orientation():
     model = _tiny(32).eval()
+    with torch.no_grad():  # patch (row r, column c), channel d: r * (d + 1); the class token's: its own values
+        rows = torch.arange(8.0)[:, None, None] * torch.arange(1.0, 33.0)  # [8, 1, 32]
+        model.pos.weight[1:] = rows.expand(8, 8, 32).reshape(64, 32)
+        model.pos.weight[0] = torch.linspace(-5, 5, 32)
+    big = model.at_image_size(64)
+    assert big.pos.weight.shape == (1 + 16 * 16, 32)
+    assert torch.equal(big.pos.weight[0], torch.linspace(-5, 5, 32))  # the class token's is kept
+    grid = big.pos.weight[1:].detach().view(16, 16, 32)
+    ramp = grid[:, :1, :1]  # [16, 1, 1]: channel 0 of column 0
+    torch.testing.assert_close(grid, ramp * torch.arange(1.0, 33.0).expand(16, 16, 32))  # constant along columns
+    assert (ramp.diff(dim=0) > 0.1).all(), ramp.flatten()  # rising along rows
+    assert ramp[0] < 0.5 and ramp[-1] > 6.5  # spanning the old rows 0..7
+    same = model.at_image_size(32)
+    assert torch.equal(same.pos.weight, model.pos.weight)
     x = torch.randn(3, 3, 32, 32)
-    same = model.at_image_size(32).eval()
-    torch.testing.assert_close(same(x), model(x))
-    big = model.at_image_size(96).eval()
-    assert big.pos.weight.shape == (1 + 24 * 24, 32)
-    torch.testing.assert_close(big.pos.weight[0], model.pos.weight[0])  # the class token's is kept
-    up = nn.functional.interpolate(x, size=96, mode="nearest")
-    assert big(up).shape == (3, 10)
-    # a smooth embedding survives up- then down-sampling closely
-    grid = model.pos.weight[1:].view(8, 8, 32)
-    assert torch.allclose(big.at_image_size(32).pos.weight[1:].view(8, 8, 32).mean(), grid.mean(), atol=1e-2)
+    torch.testing.assert_close(same.eval()(x), model(x))
 
 
 def test_attention_rollout_is_a_distribution_over_patches():
@@ -117,7 +122,7 @@ def test_predict_on_files_and_indices(vit_run, tmp_path, mirror, data_root, caps
 
 
 def test_load_vit_at_another_size(vit_run):
-    from mllm.vision.train import load_vit
+    from mllm.vision.vit import load_vit
 
     model, classes = load_vit(vit_run, image_size=64)
     assert model.cfg.image_size == 64 and len(classes) == 10

@@ -24,8 +24,3 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
-
-def to_float(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 [B, H, W, C] -> normalised float [B, C, H, W]."""
-    x = images.permute(0, 3, 1, 2).float().div_(255)
-    return (x - mean[:, None, None]) / std[:, None, None]

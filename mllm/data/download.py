@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -86,26 +87,43 @@ def _existing(path: Path) -> Path | None:
 
 
 def download(source: Source, dest: Path, timeout: float = 30.0) -> Path:
-    """Download `source.url` to `dest` via `dest.part`, resuming a partial file, then verify and rename."""
+    """Download `source.url` to `dest` via `dest.part`, resuming a partial file, then verify and rename.
+
+    A transfer cut short (fewer bytes than announced) keeps the `.part` and says to run again; a `.part`
+    that is already complete (the server answers 416 to the range request) is verified and finished.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(source.url, headers={"Range": f"bytes={have}-"} if have else {})
+    advice = (f"Without network, put {source.filename} in a folder and pass --data-mirror DIR (or set "
+              f"{MIRROR_ENV}); the partial download in {part} resumes next time")
+    total = None
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if have and response.status != 206:  # server ignored the range: start over
                 have = 0
-            total = response.length + have if response.length else None
+            total = response.length + have if response.length is not None else None
             with open(part, "ab" if have else "wb") as f, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, desc=f"download {dest.name}"
             ) as bar:
                 while block := response.read(1 << 16):
                     f.write(block)
                     bar.update(len(block))
-    except (urllib.error.URLError, OSError) as e:
-        raise DataError(f"could not download {source.url} ({e}). Without network, put {source.filename} in a "
-                        f"folder and pass --data-mirror DIR (or set {MIRROR_ENV}); a partial download in {part} "
-                        f"resumes next time") from e
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not have:
+            raise DataError(f"could not download {source.url} ({e}). {advice}") from e
+        size = (e.headers.get("Content-Range") or "").rpartition("/")[2]
+        if size.isdigit() and int(size) != have:  # the part is longer than the file: it is not ours
+            part.unlink()
+            return download(source, dest, timeout)
+        total = have  # nothing left to fetch: the part is complete
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise DataError(f"could not download {source.url} ({type(e).__name__}: {e}). {advice}") from e
+    got = part.stat().st_size if part.exists() else 0
+    if total is not None and got < total:
+        raise DataError(f"the download of {source.url} was cut short: {got:,} of {total:,} bytes. Run the same "
+                        f"command again to resume from {part}")
     try:
         _verify(part, source)
     except DataError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+import zlib
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,8 +125,13 @@ def _read(tz: zipfile.ZipFile, iz: zipfile.ZipFile, text_zip: Path, image_zip: P
     stats["images_in_no_split"] = len(set(captions) - set(names))
 
     def load(name):
-        with Image.open(io.BytesIO(iz.read(image_names[name]))) as im:
-            return np.asarray(im.convert("RGB").resize((image_size, image_size), Image.BICUBIC))
+        member = image_names[name]
+        try:
+            with Image.open(io.BytesIO(iz.read(member))) as im:
+                return np.asarray(im.convert("RGB").resize((image_size, image_size), Image.BICUBIC))
+        except (zipfile.BadZipFile, zlib.error, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"{image_zip}: cannot read image {member} ({type(e).__name__}: {e}); the archive is "
+                            f"corrupt: delete it and fetch it again from {BASE}{IMAGES.filename}") from e
 
     with ThreadPoolExecutor(4) as pool:
         images = np.stack(list(pool.map(load, names)))

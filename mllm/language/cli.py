@@ -6,13 +6,15 @@ import argparse
 
 import torch
 
-from mllm.data import prepare_shakespeare
-from mllm.training.launch import data_location, train
-
-from .train import LanguageModelTask, load_gpt
+from .gpt import load_gpt
 
 
 def train_llm(args: argparse.Namespace) -> int:
+    from mllm.data import prepare_shakespeare
+    from mllm.training.launch import data_location, train
+
+    from .train import LanguageModelTask
+
     def make_task(cfg):
         return LanguageModelTask(cfg, prepare_shakespeare(*data_location(cfg)))
 

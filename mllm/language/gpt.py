@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mllm.checkpoint import load_checkpoint, load_weights
 from mllm.transformer import DecoderCache, LearnedPositionalEncoding, TransformerDecoder
+
+from .tokenizer import CharTokenizer
 
 
 @dataclass
@@ -85,6 +89,9 @@ class GPT(nn.Module):
         `stop_token`: stop once every row has produced it.
         """
         n_prefix = 0 if prefix is None else prefix.shape[1]
+        if idx.shape[1] == 0 and prefix is None:
+            raise ValueError("GPT.generate needs a prompt of at least one token or a prefix; got an empty prompt "
+                             "(start from a newline or another token)")
         if n_prefix + idx.shape[1] > self.cfg.context and prefix is not None:
             raise ValueError(f"prefix ({n_prefix}) + prompt ({idx.shape[1]}) exceed the context {self.cfg.context}")
         cache = None
@@ -110,19 +117,36 @@ class GPT(nn.Module):
         return idx
 
 
-def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
-    """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax)."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits.float() / temperature
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """logits [B, V] -> logits [B, V] with the tokens that may not be sampled set to -inf.
+
+    `top_k`: keep the k largest of each row. `top_p` (nucleus): keep the smallest set of most likely
+    tokens whose probability mass reaches p. Both given: top-k first, then top-p on what is left.
+    """
     if top_k is not None and top_k > 0:
         kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and 0 < top_p < 1:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) > top_p  # keep the smallest set whose mass reaches top_p
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(logits.device)
+    return logits
+
+
+def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
+    """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax), else top-k/top-p filtering
+    (`filter_logits`) of logits / temperature."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(probs.device)
+
+
+def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:
+    """The GPT (eval mode) and tokenizer of a checkpoint written by `train-llm`; needs no training code."""
+    state = load_checkpoint(path, "gpt", device)
+    model = GPT(GPTConfig(**state["extra"]["model_config"]))
+    load_weights(model, state["model"], state["path"])
+    return model.to(device).eval(), CharTokenizer.from_state_dict(state["extra"]["tokenizer"])

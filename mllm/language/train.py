@@ -49,6 +49,7 @@ def mean_loss(model: GPT, ids: Tensor, context: int, batch_size: int = 64) -> fl
 
 class LanguageModelTask(Task):
     kind = "gpt"
+    eval_metrics = ("val_loss",)
 
     def __init__(self, cfg: Config, data: Shakespeare):
         self.cfg, self.data = cfg, data
@@ -100,12 +101,3 @@ class LanguageModelTask(Task):
     def extra_state(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer.state_dict(), "model_config": self.model.config_dict()}
 
-
-def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:
-    """The GPT and tokenizer of a checkpoint written by `train-llm`."""
-    from mllm.training.launch import load_checkpoint
-
-    state = load_checkpoint(path, "gpt", device)
-    model = GPT(GPTConfig(**state["extra"]["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), CharTokenizer.from_state_dict(state["extra"]["tokenizer"])

@@ -1,21 +1,21 @@
-"""What every training command shares: its arguments, config resolution, the run folder, checkpoints."""
+"""What every training command shares: its arguments, config resolution, resuming with the saved config."""
 
 from __future__ import annotations
 
 import argparse
-import pickle
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from mllm.checkpoint import load_checkpoint
 from mllm.data.download import MIRROR_ENV, default_mirror
 
-from .config import Config, load_config
+from .config import Config, ConfigError, apply_overrides, config_diff, load_config
 from .loop import Task, Trainer
-from .runtime import seed_everything
+from .runtime import init_distributed, main_process_first, pick_device, seed_everything
+
+DEFAULT_PRESET = "cpu"
+WHERE_KEYS = ("data.root", "data.mirror", "train.device")  # where a run reads data and computes, not what it is
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -25,24 +25,54 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_args(p: argparse.ArgumentParser, config_name: str) -> None:
-    p.add_argument("--preset", default="cpu", help="tiny (tests), cpu (a laptop), gpu (full recipe); default cpu")
+    p.add_argument("--preset", default=None,
+                   help=f"tiny (tests), cpu (a laptop), gpu (full recipe); default {DEFAULT_PRESET} "
+                        f"(with --resume: the run's own)")
     p.add_argument("--config", default=config_name, help=f"config name in configs/ or a YAML path ({config_name})")
     p.add_argument("--run-dir", default=None, help="output folder (default runs/<config>-<preset>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --run-dir from its last.pt, with the config saved in it")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: let key=value overrides change the saved config (the changes are logged)")
     p.add_argument("--device", default=None, help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, mps")
     add_data_args(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides, e.g. train.lr=1e-3")
 
 
-def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
-    overrides = list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
-    cfg = load_config(args.config, args.preset, overrides)
+def _overrides(args: argparse.Namespace) -> list[str]:
+    return list(args.overrides) + ([f"train.device={args.device}"] if args.device else [])
+
+
+def _locate_data(cfg: Config, args: argparse.Namespace) -> None:
     if args.data_root:
         cfg.data.root = args.data_root
     mirror = args.data_mirror or cfg.data.mirror or default_mirror()
     cfg.data.mirror = str(mirror) if mirror else None
-    run_dir = Path(args.run_dir or f"runs/{Path(args.config).stem}-{args.preset}")
-    return cfg, run_dir
+
+
+def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
+    """A new run's config (file, preset, overrides, data location) and its folder."""
+    preset = args.preset or DEFAULT_PRESET
+    cfg = load_config(args.config, preset, _overrides(args))
+    _locate_data(cfg, args)
+    return cfg, Path(args.run_dir or f"runs/{Path(args.config).stem}-{preset}")
+
+
+def resume_config(saved: dict, args: argparse.Namespace, source: Path, log=print) -> Config:
+    """The saved config with the command line's overrides; any that change it are an error unless allowed."""
+    if args.preset is not None and args.preset != saved.get("preset"):
+        raise ConfigError(f"--preset {args.preset} differs from the run's own preset {saved.get('preset')!r} "
+                          f"({source}); drop --preset to resume it, or train a new run in another --run-dir")
+    cfg = apply_overrides(saved, _overrides(args))
+    changed = {k: v for k, v in config_diff(saved, cfg).items() if k not in WHERE_KEYS}
+    if changed:
+        listing = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        if not args.allow_config_change:
+            raise ConfigError(f"--resume continues with the config saved in {source}; the command line changes "
+                              f"{listing}. Drop those overrides, or pass --allow-config-change to change them")
+        log(f"resuming with a changed config (--allow-config-change): {listing}")
+    _locate_data(cfg, args)
+    return cfg
 
 
 def data_location(cfg: Config) -> tuple[Path, Path | None]:
@@ -50,25 +80,16 @@ def data_location(cfg: Config) -> tuple[Path, Path | None]:
 
 
 def train(make_task: Callable[[Config], Task], args: argparse.Namespace) -> dict[str, Any]:
+    """Build the task (rank 0 first: it downloads and prepares the data) and run the shared loop."""
     cfg, run_dir = resolve(args)
-    if run_dir.joinpath("last.pt").is_file() and not args.resume:
+    state = None
+    if args.resume:
+        state = load_checkpoint(run_dir / "last.pt")
+        cfg = resume_config(state["config"], args, run_dir / "last.pt")
+    elif run_dir.joinpath("last.pt").is_file():
         raise SystemExit(f"{run_dir} already holds a run: pass --resume to continue it, or --run-dir NEW")
+    ranks, _ = init_distributed(pick_device(cfg.train.device))
     seed_everything(cfg.train.seed)  # the model's initial weights depend on it
-    return Trainer(make_task(cfg), cfg, run_dir, resume=args.resume).fit()
-
-
-def load_checkpoint(path: str | Path, kind: str, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint's state, after checking that it exists, is readable, and holds a `kind` model."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train one first or pass the run folder / .pt file")
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({e})") from e
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        found = state.get("kind") if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{path} holds a {found!r} model, not a {kind!r} one; pass a checkpoint of the right kind")
-    return state
+    with main_process_first(ranks):
+        task = make_task(cfg)
+    return Trainer(task, cfg, run_dir, resume=state or False).fit()

@@ -8,7 +8,6 @@ import math
 import signal
 import sys
 import time
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -17,57 +16,35 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.io import atomic_write, atomic_write_json
 
-from .config import Config
+from .config import Config, ConfigError
 from .plots import plot_curves
 from .runtime import init_distributed, machine_info, pick_device, rng_state, seed_everything, set_rng_state
+from .task import LossOutput, Task
+
+__all__ = ["LossOutput", "Task", "Trainer", "TrainingError", "param_groups", "warmup_cosine"]
 
 
 class TrainingError(RuntimeError):
     """The run cannot go on (a NaN loss, a checkpoint of another kind); the message says what to do."""
 
 
-class Task(ABC):
-    """What a model contributes to the loop. Subclasses set `kind` and `model` and fill in the hooks."""
+def param_groups(groups: list[dict[str, Any]], weight_decay: float, lr: float) -> list[dict]:
+    """Each group split in two: weight decay on matrices (Linear, Embedding weights), none on biases and norms.
 
-    kind = "task"
-    model: nn.Module
-
-    @abstractmethod
-    def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
-        """The global batch for (step, micro-step); deterministic in them so a resumed run sees the same data."""
-
-    @abstractmethod
-    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
-        """Mean loss of a batch (already on the device and, under DDP, this rank's shard)."""
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Held-out metrics, e.g. {'val_loss': ...}; run on rank 0 in eval mode without gradients."""
-        return {}
-
-    def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
-        """Extra output at each evaluation (samples, plots)."""
-        return None
-
-    def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
-        """Final figures for summary.json, computed with the best (or, per train.finish_with, last) weights."""
-        return {}
-
-    def extra_state(self) -> dict[str, Any]:
-        """Saved with every checkpoint (a tokenizer, class names)."""
-        return {}
-
-    def curve_marks(self) -> dict[int, str]:
-        """Steps to mark on curves.png, {step: label}, e.g. where the training resolution changes."""
-        return {}
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices (Linear, Embedding weights); none on biases, norms and 1-D parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    A group's own 'lr' is kept; the others get `lr`. Frozen parameters (requires_grad False) are left out.
+    """
+    out = []
+    for i, group in enumerate(groups):
+        params = [p for p in group["params"] if p.requires_grad]
+        name, group_lr = group.get("name", f"group{i}"), group.get("lr", lr)
+        for suffix, chosen, decay in ((".decay", [p for p in params if p.dim() >= 2], weight_decay),
+                                      (".no_decay", [p for p in params if p.dim() < 2], 0.0)):
+            if chosen:
+                out.append({"params": chosen, "weight_decay": decay, "lr": group_lr, "name": name + suffix})
+    return out
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -79,9 +56,12 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
 
 
 class Trainer:
-    def __init__(self, task: Task, cfg: Config, run_dir: str | Path, resume: bool = False):
+    def __init__(self, task: Task, cfg: Config, run_dir: str | Path, resume: bool | dict = False):
         self.task, self.cfg, self.t = task, cfg, cfg.train
         self.run_dir = Path(run_dir)
+        if self.t.best_metric not in task.eval_metrics:
+            raise ConfigError(f"train.best_metric {self.t.best_metric!r} is not reported by the {task.kind!r} task; "
+                              f"choose one of {', '.join(task.eval_metrics) or '(none)'}")
         self.dist, self.device = init_distributed(pick_device(self.t.device))
         seed_everything(self.t.seed)
         self.model = task.model.to(self.device)
@@ -92,14 +72,21 @@ class Trainer:
         self.eager_net, self.compile_pending = self.net, bool(self.t.compile)
         if self.t.compile:  # tried on the first step; falls back to eager where it cannot compile
             self.net = torch.compile(self.net)
-        self.opt = torch.optim.AdamW(param_groups(self.model, self.t.weight_decay), lr=self.t.lr,
-                                     betas=tuple(self.t.betas), fused=self.device.type in ("cuda", "cpu"))
+        groups = param_groups(task.param_groups(), self.t.weight_decay, self.t.lr)
+        self.params = [p for g in groups for p in g["params"]]
+        grouped = {id(p) for p in self.params}
+        left_out = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in grouped]
+        if left_out:
+            raise TrainingError(f"{task.kind} param_groups leaves out trainable parameters {left_out[:5]}; "
+                                f"put them in a group or set requires_grad=False")
+        self.opt = torch.optim.AdamW(groups, lr=self.t.lr, betas=tuple(self.t.betas),
+                                     fused=self.device.type in ("cuda", "cpu"))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: warmup_cosine(
             s, self.t.warmup_steps, self.t.max_steps, self.t.min_lr_ratio))
         self.step, self.best, self.elapsed = 0, None, 0.0
         self.stop_signal: int | None = None
         if resume:
-            self._load(self.run_dir / "last.pt")
+            self._load(resume if isinstance(resume, dict) else load_checkpoint(self.run_dir / "last.pt"))
 
     # ---- logging and checkpoints -------------------------------------------------------------
     def log(self, text: str) -> None:
@@ -121,14 +108,17 @@ class Trainer:
             state = self._state()
             atomic_write(self.run_dir / name, lambda f: torch.save(state, f))
 
-    def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise TrainingError(f"--resume: no checkpoint at {path}; start without --resume")
-        state = torch.load(path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
+    def _load(self, state: dict) -> None:
+        path = state.get("path", self.run_dir / "last.pt")
         if state.get("kind") != self.task.kind:
-            raise TrainingError(f"{path} is a {state.get('kind')!r} checkpoint, not {self.task.kind!r}")
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+            raise CheckpointError(f"{path} is a {state.get('kind')!r} checkpoint, not {self.task.kind!r}; "
+                                  f"resume it with its own command, or pick another --run-dir")
+        load_weights(self.model, state["model"], path)
+        try:
+            self.opt.load_state_dict(state["optimizer"])
+        except ValueError as e:  # another grouping of the parameters
+            raise CheckpointError(f"{path}: the optimizer state does not fit this run ({e}); the parameter groups "
+                                  f"changed since it was written: resume with the original settings") from e
         self.sched.load_state_dict(state["scheduler"])
         self.step, self.best, self.elapsed = state["step"], state["best"], state["elapsed"]
         set_rng_state(state["rng"])
@@ -146,23 +136,32 @@ class Trainer:
             raise TrainingError(f"batch size {batch[0].shape[0]} is not divisible by {self.dist.world} processes")
         return tuple(x.chunk(self.dist.world)[self.dist.rank].to(self.device) for x in batch)
 
-    def _accumulate(self) -> Tensor:
-        """Forward and backward over the step's micro-batches; returns the summed (already averaged) loss."""
-        accum, total = self.t.grad_accum, torch.zeros((), device=self.device)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.t.dtype == "bfloat16")
-        for micro in range(accum):
-            batch = self._shard(self.task.batch(self.step + 1, micro))
-            sync = micro == accum - 1 or not self.dist.enabled
-            with (contextlib.nullcontext() if sync else self.eager_net.no_sync()), autocast:
-                loss = self.task.loss(self.net, batch) / accum
-                loss.backward()
-            total += loss.detach()
-        return total
+    def _accumulate(self) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Forward and backward over the step's micro-batches: summed loss, summed count, summed extra metrics.
 
-    def _train_step(self) -> float:
+        Gradients are of the summed loss; `_train_step` divides them by the global count.
+        """
+        zero = torch.zeros((), device=self.device)
+        total, count, extras = zero.clone(), zero.clone(), {}
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.t.dtype == "bfloat16")
+        for micro in range(self.t.grad_accum):
+            batch = self._shard(self.task.batch(self.step + 1, micro))
+            sync = micro == self.t.grad_accum - 1 or not self.dist.enabled
+            with (contextlib.nullcontext() if sync else self.eager_net.no_sync()), autocast:
+                out = self.task.loss(self.net, batch)
+                if not isinstance(out, LossOutput):  # a mean: one unit of weight per micro-batch
+                    out = LossOutput(out, 1.0)
+                out.total.backward()
+            total += out.total.detach().float()
+            count += out.count.detach().float() if isinstance(out.count, Tensor) else out.count
+            for k, v in out.metrics.items():
+                extras[k] = extras.get(k, zero) + (v.detach().float() if isinstance(v, Tensor) else v)
+        return total, count, extras
+
+    def _train_step(self) -> dict[str, float]:
         self.model.train()
         try:
-            total = self._accumulate()
+            total, count, extras = self._accumulate()
         except Exception as e:  # a missing C++ compiler or an unsupported op shows on the first compiled call
             if not self.compile_pending:
                 raise
@@ -170,23 +169,33 @@ class Trainer:
                      "training without it (set train.compile=false to skip the attempt)")
             self.opt.zero_grad(set_to_none=True)
             self.net = self.eager_net
-            total = self._accumulate()  # a genuine model error raises again here
+            total, count, extras = self._accumulate()  # a genuine model error raises again here
         self.compile_pending = False
-        if self.dist.enabled:
-            dist.all_reduce(total)
-            total /= self.dist.world
-        total = float(total)
-        if not math.isfinite(total):
-            raise TrainingError(f"loss became {total} at step {self.step + 1}; stopped. The last good checkpoint is "
-                                f"{self.run_dir / 'last.pt'}: lower train.lr, raise train.warmup_steps or set "
-                                f"train.grad_clip, then resume with --resume")
-        if self.t.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.t.grad_clip)
+        stats = torch.stack([total, count, *extras.values()])
+        if self.dist.enabled:  # on the training device: NCCL reduces CUDA tensors only
+            dist.all_reduce(stats)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if grads:  # DDP averaged the ranks' gradients of their sums: x world / global count is the global mean
+            torch._foreach_mul_(grads, self.dist.world / stats[1])
+        norm = (nn.utils.clip_grad_norm_(self.params, self.t.grad_clip) if self.t.grad_clip > 0 else
+                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(()))
+        values = torch.cat([(stats[0] / stats[1])[None], norm.to(stats)[None],
+                            stats[2:] / (self.t.grad_accum * self.dist.world)]).tolist()
+        loss, grad_norm = values[0], values[1]
+        where = (f"the last good checkpoint is {self.run_dir / 'last.pt'}: lower train.lr, raise "
+                 f"train.warmup_steps or set train.grad_clip, then resume with --resume")
+        if not math.isfinite(loss):
+            raise TrainingError(f"loss became {loss} at step {self.step + 1}; stopped before updating the weights. "
+                                + where[0].upper() + where[1:])
+        if not math.isfinite(grad_norm):
+            raise TrainingError(f"gradients became non-finite (norm {grad_norm}) at step {self.step + 1} while the "
+                                f"loss was finite ({loss:.4f}); stopped before updating the weights. "
+                                + where[0].upper() + where[1:])
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         self.step += 1
-        return total
+        return {"train_loss": loss, "grad_norm": grad_norm, **dict(zip(extras, values[2:], strict=True))}
 
     def _evaluate(self) -> None:
         if self.dist.main:
@@ -223,13 +232,14 @@ class Trainer:
                    dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
         try:
             while self.step < self.t.max_steps:
-                loss = self._train_step()
+                metrics = self._train_step()
                 self.elapsed = time.time() - started
+                lr = self.sched.get_last_lr()[0]
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.sched.get_last_lr()[0]:.2e}",
+                bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", lr=f"{lr:.2e}",
                                 it_s=f"{(self.step - step_start) / max(1e-9, self.elapsed):.2f}", refresh=False)
                 if self.step % self.t.log_interval == 0:
-                    self._record({"train_loss": loss, "lr": self.sched.get_last_lr()[0], "time": self.elapsed})
+                    self._record({**metrics, "lr": lr, "time": self.elapsed})
                 if self.step % self.t.eval_interval == 0 or self.step == self.t.max_steps:
                     self._evaluate()
                 if self.step % self.t.checkpoint_interval == 0 or self.step == self.t.max_steps:
@@ -246,20 +256,23 @@ class Trainer:
         return self._finish()
 
     def _should_stop(self) -> bool:
-        flag = torch.tensor(float(self.stop_signal is not None))
-        if self.dist.enabled:
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        """A signal on any process stops them all (the flag is reduced on the training device, as NCCL needs)."""
+        if not self.dist.enabled:
+            return self.stop_signal is not None
+        flag = torch.tensor(float(self.stop_signal is not None), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag)
 
     def _finish(self) -> dict[str, Any]:
         summary: dict[str, Any] = {}
         if self.dist.main:
             best = self.run_dir / "best.pt"
-            if self.t.finish_with == "best" and best.is_file():  # "last" where the metric is on the test set
-                self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["model"])
+            if self.t.finish_with == "best" and best.is_file():
+                load_weights(self.model, load_checkpoint(best, self.task.kind, self.device)["model"], best)
             self.model.eval()
             summary = {"kind": self.task.kind, "preset": self.cfg.get("preset"), "steps": self.step,
-                       "wall_time_s": round(self.elapsed, 1), "best_" + self.t.best_metric: self.best}
+                       "wall_time_s": round(self.elapsed, 1), "best_" + self.t.best_metric: self.best,
+                       "finished_with": self.t.finish_with}
             summary.update(self.task.finish(self.model, self.run_dir, self.log))
             summary.update({"machine": machine_info(self.device), "config": self.cfg.to_dict()})
             atomic_write_json(self.run_dir / "summary.json", summary)

@@ -1,8 +1,9 @@
-"""Curves from a run's metrics.jsonl: losses on one panel, accuracies on another."""
+"""Curves from a run's metrics.jsonl: losses on one panel, accuracies on another, every other metric on its own."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from mllm.io import atomic_write  # noqa: E402
 
+NOT_PLOTTED = ("step", "lr", "time")
+
 
 def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
@@ -20,35 +23,45 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def panels_of(keys: list[str]) -> list[list[str]]:
+    """Group metric names into panels: all `*loss`, all `*accuracy`, then one panel per other metric."""
+    losses = [k for k in keys if k.endswith("loss")]
+    accuracies = [k for k in keys if "accuracy" in k]
+    others = [[k] for k in keys if k not in losses and k not in accuracies]
+    return [p for p in (losses, accuracies) if p] + others
+
+
 def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "",
                 marks: dict[int, str] | None = None) -> Path | None:
-    """Plot every `*loss` series against step, and every `*accuracy` series on a second panel.
+    """Plot every numeric series of metrics.jsonl against step (the learning rate and time excepted).
 
     `marks` {step: label} draws a dashed vertical line on each panel (a change of phase).
     """
-    records = read_metrics(metrics_path)
     series: dict[str, tuple[list, list]] = {}
-    for r in records:
+    for r in read_metrics(metrics_path):
         for key, value in r.items():
-            if key != "step" and isinstance(value, (int, float)) and (key.endswith("loss") or "accuracy" in key):
+            if key not in NOT_PLOTTED and isinstance(value, (int, float)) and not isinstance(value, bool):
                 xs, ys = series.setdefault(key, ([], []))
                 xs.append(r["step"])
                 ys.append(value)
     if not series:
         return None
-    panels = [[k for k in series if k.endswith("loss")], [k for k in series if "accuracy" in k]]
-    panels = [p for p in panels if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, keys in zip(axes[0], panels, strict=True):
+    panels = panels_of(list(series))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows), squeeze=False)
+    for ax, keys in zip(axes.flat, panels, strict=False):
         for key in keys:
             xs, ys = series[key]
             ax.plot(xs, ys, label=key, marker="o" if len(xs) < 30 else None, markersize=3)
         for step, label in (marks or {}).items():
             ax.axvline(step, color="grey", linestyle="--", linewidth=1, label=label)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy")
+        ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy" if "accuracy" in keys[0] else keys[0])
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
     out = atomic_write(out_path, lambda f: fig.savefig(f, format="png", dpi=110))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +57,16 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, local_rank), device
+
+
+@contextmanager
+def main_process_first(ranks: Dist) -> Iterator[None]:
+    """Rank 0 runs the block first (downloads, prepares caches) while the others wait; then they run it."""
+    if ranks.enabled and not ranks.main:
+        dist.barrier()
+    yield
+    if ranks.enabled and ranks.main:
+        dist.barrier()
 
 
 def seed_everything(seed: int) -> None:

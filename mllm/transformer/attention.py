@@ -77,8 +77,13 @@ class ScaledDotProductAttention(nn.Module):
 
         scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+            # a query that may attend to no key gets zero weights (as the fused kernel does), not NaN:
+            # its row is made finite before the softmax and zeroed after, so no NaN reaches the gradients
+            empty = ~mask.any(dim=-1, keepdim=True)
+            scores = scores.masked_fill(~mask, float("-inf")).masked_fill(empty, 0.0)
         weights = scores.softmax(dim=-1)
+        if mask is not None:
+            weights = weights.masked_fill(empty, 0.0)
         out = F.dropout(weights, self.dropout, self.training) @ v
         return out, (weights if return_weights else None)
 

@@ -7,31 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from mllm.data import prepare_cifar10
-from mllm.data.augment import to_float
 from mllm.data.download import default_mirror
-from mllm.training.launch import data_location, train
+from mllm.data.images import load_image
 
-from .train import MEAN, STD, ImageClassificationTask, load_vit
+from .vit import load_vit
 
 
 def train_vit(args: argparse.Namespace) -> int:
+    from mllm.training.launch import data_location, train
+
+    from .train import ImageClassificationTask
+
     train(lambda cfg: ImageClassificationTask(cfg, prepare_cifar10(*data_location(cfg))), args)
     return 0
-
-
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Any image file (any size or mode) -> uint8 [size, size, 3] RGB."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no image file at {path}")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC))
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read {path} as an image ({e}); pass a PNG/JPEG/... file") from e
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -53,7 +43,7 @@ def predict(args: argparse.Namespace) -> int:
             truth.append(classes[data.y_test[i]])
     if not images:
         raise ValueError("nothing to classify: pass --image FILE and/or --index N")
-    x = to_float(torch.from_numpy(np.stack(images)), MEAN, STD).to(args.device)
+    x = model.normalize(torch.from_numpy(np.stack(images)).to(args.device))
     with torch.no_grad():
         probs = model(x).softmax(-1).cpu()
     top = probs.topk(min(args.top_k, len(classes)), dim=-1)

@@ -1,4 +1,8 @@
-"""Train the ViT on CIFAR-10 with the shared loop: batch-tensor augmentation, per-epoch test metrics."""
+"""Train the ViT on CIFAR-10 with the shared loop: batch-tensor augmentation, a held-out validation split.
+
+Each epoch is evaluated on `data.val_size` training images held out (stratified); `best.pt` is chosen on
+them, and the test set is scored once, at the end, with the chosen weights.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mllm.data import Cifar10
-from mllm.data.augment import random_crop, random_flip, to_float
+from mllm.data.augment import random_crop, random_flip
+from mllm.data.split import stratified_split
 from mllm.io import atomic_write_json
 from mllm.training.config import Config
 from mllm.training.loop import Task
@@ -18,9 +23,6 @@ from mllm.training.runtime import step_generator
 
 from .analysis import attention_rollout_figure, confusion_figure, prediction_figure
 from .vit import ViT, ViTConfig
-
-MEAN = torch.tensor([0.4914, 0.4822, 0.4465])
-STD = torch.tensor([0.2470, 0.2435, 0.2616])
 
 
 def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
@@ -33,10 +35,13 @@ def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
 
 class ImageClassificationTask(Task):
     kind = "vit"
+    eval_metrics = ("val_loss", "val_accuracy")
 
     def __init__(self, cfg: Config, data: Cifar10):
         self.cfg, self.data = cfg, data
-        self.x_train, self.y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        train, val = stratified_split(data.y_train, cfg.data.val_size, cfg.data.val_seed)
+        x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+        self.x_train, self.y_train, self.x_val, self.y_val = x[train], y[train], x[val], y[val]
         self.x_test, self.y_test = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
         self.model = ViT(ViTConfig(num_classes=len(data.classes), **cfg.model))
         t = cfg.train
@@ -53,7 +58,7 @@ class ImageClassificationTask(Task):
         t, a = self.cfg.train, self.cfg.augment
         idx = epoch_indices(len(self.x_train), t.batch_size, (step - 1) * t.grad_accum + micro, t.seed)
         g = step_generator(t.seed, step, micro)
-        x = to_float(self.x_train[idx], MEAN, STD)
+        x = self.model.normalize(self.x_train[idx])
         if a.crop_padding > 0:
             x = random_crop(x, a.crop_padding, g)
         if a.flip:
@@ -75,13 +80,13 @@ class ImageClassificationTask(Task):
     def predict(self, model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
         """uint8 [N, H, W, C] -> logits [N, classes]"""
         device = next(model.parameters()).device
-        return torch.cat([model(to_float(images[i : i + batch_size], MEAN, STD).to(device)).float().cpu()
+        return torch.cat([model(model.normalize(images[i : i + batch_size].to(device))).float().cpu()
                           for i in range(0, len(images), batch_size)])
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        logits = self.predict(model, self.x_test)
-        return {"test_loss": F.cross_entropy(logits, self.y_test).item(),
-                "test_accuracy": (logits.argmax(1) == self.y_test).float().mean().item()}
+        logits = self.predict(model, self.x_val)
+        return {"val_loss": F.cross_entropy(logits, self.y_val).item(),
+                "val_accuracy": (logits.argmax(1) == self.y_val).float().mean().item()}
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         logits = self.predict(model, self.x_test)
@@ -93,14 +98,17 @@ class ImageClassificationTask(Task):
         accuracy = (pred == self.y_test).float().mean().item()
         confusion_figure(confusion, classes, run_dir / "confusion.png")
         sample = torch.arange(0, len(self.x_test), len(self.x_test) // 8)[:8]
-        attention_rollout_figure(model, to_float(self.x_test[sample], MEAN, STD), self.x_test[sample],
+        attention_rollout_figure(model, model.normalize(self.x_test[sample]), self.x_test[sample],
                                  [classes[i] for i in pred[sample]], run_dir / "attention.png")
         probs = logits[sample].softmax(-1)
         prediction_figure(self.x_test[sample], probs, self.y_test[sample], classes, run_dir / "predictions.png")
         atomic_write_json(run_dir / "per_class_accuracy.json", dict(zip(classes, per_class, strict=True)))
-        log(f"final test accuracy {accuracy:.4f}; per class: "
+        log(f"test accuracy {accuracy:.4f} ({len(self.x_test)} images, scored once with the weights chosen on "
+            f"{len(self.x_val)} held-out training images); per class: "
             + ", ".join(f"{c} {a:.2f}" for c, a in zip(classes, per_class, strict=True)))
-        return {"test_accuracy": accuracy, "test_loss": F.cross_entropy(logits, self.y_test).item(),
+        val = self.evaluate(model)
+        return {**val, "test_accuracy": accuracy, "test_loss": F.cross_entropy(logits, self.y_test).item(),
+                "train_images": len(self.x_train), "val_images": len(self.x_val),
                 "per_class_accuracy": dict(zip(classes, per_class, strict=True))}
 
     def curve_marks(self) -> dict[int, str]:
@@ -110,15 +118,3 @@ class ImageClassificationTask(Task):
     def extra_state(self) -> dict[str, Any]:
         return {"model_config": self.model.config_dict(), "classes": list(self.data.classes)}
 
-
-def load_vit(path: str | Path, device: str | torch.device = "cpu", image_size: int | None = None
-             ) -> tuple[ViT, list[str]]:
-    """A trained ViT and its class names; at another `image_size` its positional embeddings are interpolated."""
-    from mllm.training.launch import load_checkpoint
-
-    state = load_checkpoint(path, "vit", device)
-    model = ViT(ViTConfig(**state["extra"]["model_config"]))
-    model.load_state_dict(state["model"])
-    if image_size is not None and image_size != model.cfg.image_size:
-        model = model.at_image_size(image_size)
-    return model.to(device).eval(), state["extra"]["classes"]

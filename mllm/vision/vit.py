@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mllm.checkpoint import load_checkpoint, load_weights
 from mllm.transformer import LearnedPositionalEncoding, TransformerEncoder
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # per-channel statistics of the CIFAR-10 training images
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass
@@ -24,6 +29,8 @@ class ViTConfig:
     dropout: float = 0.0
     fused: bool = True
     pool: str = "cls"  # "cls": classify from the class token; "mean": from the mean of all tokens
+    mean: tuple[float, ...] = CIFAR10_MEAN  # input normalisation, kept with the model and its checkpoints
+    std: tuple[float, ...] = CIFAR10_STD
 
 
 class PatchEmbedding(nn.Module):
@@ -73,6 +80,13 @@ class ViT(nn.Module):
     def config_dict(self) -> dict:
         return asdict(self.cfg)
 
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 [B, H, W, C] -> the float [B, C, H, W] this model was trained on (scaled to 0..1, standardised)."""
+        x = images.permute(0, 3, 1, 2).float().div_(255)
+        mean = torch.tensor(self.cfg.mean, device=x.device)[:, None, None]
+        std = torch.tensor(self.cfg.std, device=x.device)[:, None, None]
+        return (x - mean) / std
+
     def tokens(self, images: Tensor) -> Tensor:
         """[B, C, H, W] -> final-norm tokens [B, 1 + N, D]; index 0 is the class token, 1: the patches.
 
@@ -113,3 +127,15 @@ def resize_pos_embed(pos: Tensor, old_grid: int, new_grid: int) -> Tensor:
     grid = grid.reshape(1, old_grid, old_grid, d).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, d)], dim=0)
+
+
+def load_vit(path: str | Path, device: str | torch.device = "cpu", image_size: int | None = None
+             ) -> tuple[ViT, list[str]]:
+    """A trained ViT (eval mode) and its class names; at another `image_size` its positional embeddings are
+    interpolated. Needs nothing from the training code: normalisation and classes travel in the checkpoint."""
+    state = load_checkpoint(path, "vit", device)
+    model = ViT(ViTConfig(**state["extra"]["model_config"]))
+    load_weights(model, state["model"], state["path"])
+    if image_size is not None and image_size != model.cfg.image_size:
+        model = model.at_image_size(image_size)
+    return model.to(device).eval(), state["extra"]["classes"]
