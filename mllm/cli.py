@@ -59,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_lazy("mllm.language.cli", "generate"))
 
+    p = sub.add_parser("train-mllm", help="train the captioner (ViT + connector + GPT) on Flickr8k")
+    add_train_args(p, "mllm")
+    p.set_defaults(func=_lazy("mllm.multimodal.cli", "train_mllm"))
+
+    p = sub.add_parser("caption", help="caption image files or Flickr8k images with a trained captioner")
+    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
+    p.add_argument("--image", nargs="*", help="image files (any size or mode)")
+    p.add_argument("--flickr", nargs="*", help="Flickr8k image names, e.g. 3385593926_d3e9c21170.jpg")
+    p.add_argument("--strategy", default="beam", choices=["greedy", "beam"], help="decoding (default beam)")
+    p.add_argument("--beam-size", type=int, default=3)
+    p.add_argument("--max-len", type=int, default=24, help="tokens per caption (char captioners: characters)")
+    p.add_argument("--device", default="cpu")
+    add_data_args(p)
+    p.set_defaults(func=_lazy("mllm.multimodal.cli", "caption"))
+
     p = sub.add_parser("reverse", help="train the encoder-decoder Transformer to reverse digit strings")
     p.add_argument("--steps", type=int, default=1500, help="optimizer-step budget (default 1500)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock cap as well (default none)")

@@ -1,7 +1,8 @@
-"""Run by tests/test_training.py, plainly or under torchrun: a toy task whose loss is a sum over uneven counts.
+"""Run by tests/test_loop.py, plainly or under torchrun: a toy task whose loss is a sum over uneven counts.
 
-`python ddp_worker.py OUT [grad_accum]` trains a linear model for a few steps with the shared Trainer and
-writes OUT/weights.pt (rank 0) and OUT/order.txt (when each rank built its task: rank 0 must finish first).
+`python ddp_worker.py OUT [grad_accum]` trains a linear model for a few steps through `launch.train` (the
+path every train-* command takes) and writes OUT/weights.pt (rank 0) and OUT/order.txt (when each rank
+built its task: rank 0, which prepares the data, must finish before the others start).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mllm.training.config import load_config  # noqa: E402
-from mllm.training.loop import LossOutput, Task, Trainer  # noqa: E402
-from mllm.training.runtime import init_distributed, main_process_first, pick_device  # noqa: E402
+from mllm.cli import build_parser  # noqa: E402
+from mllm.training.launch import train  # noqa: E402
+from mllm.training.loop import LossOutput, Task  # noqa: E402
+
+OUT = Path(".")
 
 
 class MaskedRegression(Task):
@@ -49,25 +52,30 @@ class MaskedRegression(Task):
         return {"val_loss": 0.0}
 
 
+def make_task(cfg) -> MaskedRegression:
+    """What `launch.train` builds under `main_process_first`: rank 0 (slow, as a download is) must finish first."""
+    rank = os.environ.get("RANK", "0")
+    with open(OUT / "order.txt", "a") as f:
+        f.write(f"{rank} enter {time.time()}\n")
+    if rank == "0":
+        time.sleep(0.5)
+    task = MaskedRegression()
+    with open(OUT / "order.txt", "a") as f:
+        f.write(f"{rank} exit {time.time()}\n")
+    return task
+
+
 def main() -> None:
-    out, accum = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config("gpt", "tiny", ["train.device=cpu", "train.lr=0.05", "train.max_steps=5", "train.warmup_steps=1",
-                                      "train.eval_interval=5", "train.checkpoint_interval=5", "train.log_interval=1",
-                                      f"train.grad_accum={accum}", "train.grad_clip=0", "train.weight_decay=0"])
-    ranks, _ = init_distributed(pick_device("cpu"))
-    with main_process_first(ranks):
-        with open(out / "order.txt", "a") as f:
-            f.write(f"{ranks.rank} enter {time.time()}\n")
-        if ranks.main:
-            time.sleep(0.5)  # a slow download: the others must wait for it
-        task = MaskedRegression()
-        with open(out / "order.txt", "a") as f:
-            f.write(f"{ranks.rank} exit {time.time()}\n")
-    trainer = Trainer(task, cfg, out / "run")
-    trainer.fit()
-    if ranks.main:
-        torch.save(trainer.model.state_dict(), out / "weights.pt")
+    global OUT
+    OUT, accum = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    OUT.mkdir(parents=True, exist_ok=True)
+    args = build_parser().parse_args([
+        "train-llm", "--preset", "tiny", "--run-dir", str(OUT / "run"), "--device", "cpu", "train.lr=0.05",
+        "train.max_steps=5", "train.warmup_steps=1", "train.eval_interval=5", "train.checkpoint_interval=5",
+        "train.log_interval=1", f"train.grad_accum={accum}", "train.grad_clip=0", "train.weight_decay=0"])
+    train(make_task, args)
+    if os.environ.get("RANK", "0") == "0":
+        torch.save(torch.load(OUT / "run" / "last.pt", weights_only=False)["model"], OUT / "weights.pt")
     if os.environ.get("WORLD_SIZE"):
         torch.distributed.destroy_process_group()
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from mllm.training import loop
 from mllm.training.config import ConfigError, load_config
-from mllm.training.loop import Task, Trainer, TrainingError
+from mllm.training.loop import LossOutput, Task, Trainer, TrainingError
 from mllm.training.plots import panels_of
 from mllm.training.runtime import Dist
 
@@ -101,9 +101,10 @@ class InfGradient(MaskedRegression):
         return out
 
 
-def test_non_finite_gradients_stop_before_the_step_and_never_reach_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("clip", [0.0, 1.0])
+def test_non_finite_gradients_stop_before_the_step_and_never_reach_a_checkpoint(tmp_path, clip):
     task = InfGradient()
-    trainer = Trainer(task, _cfg("train.max_steps=6"), tmp_path)
+    trainer = Trainer(task, _cfg("train.max_steps=6", f"train.grad_clip={clip}"), tmp_path)
     original = trainer._train_step
 
     def step():
@@ -159,3 +160,31 @@ def test_ddp_sum_and_count_over_uneven_shards_matches_one_process(tmp_path, accu
         torch.testing.assert_close(ddp[k], single[k], atol=1e-6, rtol=1e-5)
     order = [line.split()[:2] for line in (tmp_path / "ddp" / "order.txt").read_text().splitlines()]
     assert order[:2] == [["0", "enter"], ["0", "exit"]]  # rank 0 prepares the data before rank 1 starts
+
+
+class CountsNothing(MaskedRegression):
+    def loss(self, model, batch):
+        out = super().loss(model, batch)
+        return LossOutput(out.total * 0, out.count * 0)
+
+
+class BadMetrics(MaskedRegression):
+    def loss(self, model, batch):
+        out = super().loss(model, batch)
+        return LossOutput(out.total, out.count, {"grad_norm": 1.0})
+
+
+class ForgetsItsMetric(MaskedRegression):
+    def evaluate(self, model):
+        return {"other": 1.0}
+
+
+def test_loop_guards_name_the_problem(tmp_path):
+    with pytest.raises(TrainingError, match=r"counted 0.0 items over the whole batch \(LossOutput.count\)"):
+        Trainer(CountsNothing(), _cfg(), tmp_path / "a").fit()
+    with pytest.raises(TrainingError, match=r"none of \['grad_norm', 'lr', 'step', 'time', 'train_loss'\]"):
+        Trainer(BadMetrics(), _cfg(), tmp_path / "b").fit()
+    with pytest.raises(TrainingError, match=r"did not report train.best_metric 'val_loss' \(it gave \['other'\]\)"):
+        Trainer(ForgetsItsMetric(), _cfg(), tmp_path / "c").fit()
+    with pytest.raises(ConfigError, match="train.max_steps must be at least 1, got 0"):
+        Trainer(MaskedRegression(), _cfg("train.max_steps=0"), tmp_path / "d")

@@ -1,5 +1,6 @@
 """Resuming continues with the run's saved config; changes, other shapes and broken files are clear errors."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,19 @@ print("training modules:", loaded)
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "training modules: []" in done.stdout
+
+
+def test_where_a_run_reads_data_and_computes_may_change_on_resume(run, mirror, tmp_path, capsys):
+    """data.root, data.mirror and train.device are not the recipe: another machine may resume the run."""
+    assert main(["train-llm", "--run-dir", str(run), "--data-mirror", str(mirror), "--data-root",
+                 str(tmp_path / "elsewhere"), "--device", "auto", "--resume"]) == 0
+    used = json.loads((run / "config.json").read_text())  # the config the resumed run went on with
+    assert used["data"]["root"] == str(tmp_path / "elsewhere") and used["train"]["device"] == "auto"
+
+
+def test_a_checkpoint_from_before_a_config_key_existed_is_a_clear_error(run, mirror, capsys):
+    state = torch.load(run / "last.pt", weights_only=False)
+    del state["config"]["sample"]["top_p"]
+    torch.save(state, run / "last.pt")
+    assert _resume(run, mirror) == 2
+    assert "written by an older version of this project (its config lacks sample.top_p)" in capsys.readouterr().err

@@ -148,3 +148,45 @@ def test_progressive_resizing_trains_small_first_then_full_size(mirror, data_roo
     assert task.curve_marks() == {5: "16px before, full size after"}
     with pytest.raises(ValueError, match="low_res_size 18 must be a multiple of model.patch_size 4"):
         ImageClassificationTask(load_config("vit", "tiny", ["augment.low_res_size=18"]), data)
+
+
+def test_stratified_split_is_exact_disjoint_and_fixed_by_its_seed():
+    from mllm.data import DataError
+    from mllm.data.split import stratified_split
+
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    train, val = stratified_split(labels, 100, seed=3)
+    assert np.bincount(labels[val]).tolist() == [60, 30, 10]
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 1000
+    again, val_again = stratified_split(labels, 100, seed=3)
+    assert np.array_equal(val, val_again) and not np.array_equal(val, stratified_split(labels, 100, seed=4)[1])
+    assert np.bincount(labels[stratified_split(labels, 7)[1]]).sum() == 7
+    with pytest.raises(DataError, match="val_size 0 must be between 1 and 999"):
+        stratified_split(labels, 0)
+
+
+def test_the_vit_evaluates_and_selects_on_held_out_training_images(mirror, data_root, monkeypatch):
+    from mllm.data import prepare_cifar10
+    from mllm.training.config import load_config
+    from mllm.vision.train import ImageClassificationTask
+
+    data = prepare_cifar10(data_root, mirror)
+    task = ImageClassificationTask(load_config("vit", "tiny"), data)
+    assert (len(task.x_train), len(task.x_val)) == (45000, 5000)
+    assert np.bincount(task.y_val.numpy()).tolist() == [500] * 10
+    train_rows = {bytes(x) for x in task.x_train[:, ::4, ::4].numpy()}  # no val image among the training ones
+    assert sum(bytes(x) in train_rows for x in task.x_val[:, ::4, ::4].numpy()) < 5  # (CIFAR has few duplicates)
+    seen = []
+    original = task.predict
+    monkeypatch.setattr(task, "predict", lambda model, images: seen.append(images) or original(model, images))
+    metrics = task.evaluate(task.model.eval())
+    assert set(metrics) == set(task.eval_metrics) == {"val_loss", "val_accuracy"}
+    assert seen[0] is task.x_val
+
+
+def test_normalize_leaves_its_input_alone():
+    model = _tiny()
+    images = torch.rand(2, 32, 32, 3) * 255
+    before = images.clone()
+    model.normalize(images)
+    assert torch.equal(images, before)

@@ -86,44 +86,24 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def download(source: Source, dest: Path, timeout: float = 30.0) -> Path:
+def download(source: Source, dest: Path, timeout: float = 30.0, attempts: int = 3) -> Path:
     """Download `source.url` to `dest` via `dest.part`, resuming a partial file, then verify and rename.
 
-    A transfer cut short (fewer bytes than announced) keeps the `.part` and says to run again; a `.part`
-    that is already complete (the server answers 416 to the range request) is verified and finished.
+    A transfer cut short (fewer bytes than announced) is resumed, up to `attempts` tries in all; after that
+    the `.part` is kept and the error says to run again. A `.part` that is already complete (the server
+    answers 416 to the range request with the file's size) is verified and finished.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(source.url, headers={"Range": f"bytes={have}-"} if have else {})
-    advice = (f"Without network, put {source.filename} in a folder and pass --data-mirror DIR (or set "
-              f"{MIRROR_ENV}); the partial download in {part} resumes next time")
-    total = None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if have and response.status != 206:  # server ignored the range: start over
-                have = 0
-            total = response.length + have if response.length is not None else None
-            with open(part, "ab" if have else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {dest.name}"
-            ) as bar:
-                while block := response.read(1 << 16):
-                    f.write(block)
-                    bar.update(len(block))
-    except urllib.error.HTTPError as e:
-        if e.code != 416 or not have:
-            raise DataError(f"could not download {source.url} ({e}). {advice}") from e
-        size = (e.headers.get("Content-Range") or "").rpartition("/")[2]
-        if size.isdigit() and int(size) != have:  # the part is longer than the file: it is not ours
-            part.unlink()
-            return download(source, dest, timeout)
-        total = have  # nothing left to fetch: the part is complete
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise DataError(f"could not download {source.url} ({type(e).__name__}: {e}). {advice}") from e
-    got = part.stat().st_size if part.exists() else 0
-    if total is not None and got < total:
-        raise DataError(f"the download of {source.url} was cut short: {got:,} of {total:,} bytes. Run the same "
-                        f"command again to resume from {part}")
+    for attempt in range(1, attempts + 1):
+        total = _transfer(source, part, timeout)
+        got = part.stat().st_size if part.exists() else 0
+        if total is None or got >= total:
+            break
+        if attempt == attempts:
+            raise DataError(f"the download of {source.url} was cut short {attempts} times: {got:,} of {total:,} "
+                            f"bytes. Run the same command again to resume from {part}")
+        tqdm.write(f"download cut short at {got:,} of {total:,} bytes; resuming ({attempt + 1}/{attempts})")
     try:
         _verify(part, source)
     except DataError:
@@ -131,3 +111,35 @@ def download(source: Source, dest: Path, timeout: float = 30.0) -> Path:
         raise
     os.replace(part, dest)
     return dest
+
+
+def _transfer(source: Source, part: Path, timeout: float) -> int | None:
+    """One request, appending to `part` from its current size; returns the full size announced, if any."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(source.url, headers={"Range": f"bytes={have}-"} if have else {})
+    advice = (f"Without network, put {source.filename} in a folder and pass --data-mirror DIR (or set "
+              f"{MIRROR_ENV}); the partial download in {part} resumes next time")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if have and response.status != 206:  # server ignored the range: start over
+                have = 0
+            total = response.length + have if response.length is not None else None
+            with open(part, "ab" if have else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {part.name[:-5]}"
+            ) as bar:
+                while block := response.read(1 << 16):
+                    f.write(block)
+                    bar.update(len(block))
+            return total
+    except urllib.error.HTTPError as e:
+        if e.code != 416 or not have:
+            raise DataError(f"could not download {source.url} ({e}). {advice}") from e
+        size = (e.headers.get("Content-Range") or "").rpartition("/")[2]
+        if size.isdigit() and int(size) == have:
+            return have  # nothing left to fetch: the part is complete
+        if not size.isdigit() and source.md5:
+            return have  # no size given: the checksum decides
+        part.unlink()  # longer than the file, or nothing to check it by: start over
+        return _transfer(source, part, timeout)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise DataError(f"could not download {source.url} ({type(e).__name__}: {e}). {advice}") from e

@@ -13,7 +13,10 @@ from torch import Tensor, nn
 from mllm.checkpoint import load_checkpoint, load_weights
 from mllm.transformer import DecoderCache, LearnedPositionalEncoding, TransformerDecoder
 
+from .decoding import filter_logits, sample
 from .tokenizer import CharTokenizer
+
+__all__ = ["GPT", "GPTConfig", "filter_logits", "load_gpt", "sample"]
 
 
 @dataclass
@@ -115,33 +118,6 @@ class GPT(nn.Module):
             if stop_token is not None and bool(done.all()):
                 break
         return idx
-
-
-def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
-    """logits [B, V] -> logits [B, V] with the tokens that may not be sampled set to -inf.
-
-    `top_k`: keep the k largest of each row. `top_p` (nucleus): keep the smallest set of most likely
-    tokens whose probability mass reaches p. Both given: top-k first, then top-p on what is left.
-    """
-    if top_k is not None and top_k > 0:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and 0 < top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
-
-
-def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           generator: torch.Generator | None = None) -> Tensor:
-    """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax), else top-k/top-p filtering
-    (`filter_logits`) of logits / temperature."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(probs.device)
 
 
 def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:

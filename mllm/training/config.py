@@ -20,10 +20,13 @@ import yaml
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 CHOICES = {"train.dtype": ("float32", "bfloat16"), "train.best_mode": ("min", "max"),
-           "train.finish_with": ("best", "last"), "model.pool": ("cls", "mean")}
+           "train.finish_with": ("best", "last"), "model.pool": ("cls", "mean"),
+           "model.tokenizer": ("word", "char"), "model.connector": ("mlp", "linear"),
+           "model.reduce": ("none", "avgpool", "pixel_shuffle")}
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 POSITIVE = ("train.batch_size", "train.grad_accum", "train.eval_interval", "train.log_interval",
             "train.checkpoint_interval")
+DERIVED = {"train.eval_interval": "train.epochs", "train.max_steps": "train.epochs"}  # 0 allowed when epochs > 0
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list}
 
 
@@ -159,7 +162,7 @@ def validate(cfg: dict, source: str = "config") -> None:
         device = flat["train.device"]
         raise ConfigError(f"{source}: train.device must be auto, cpu, mps, cuda or cuda:N, got {device!r}")
     for key in POSITIVE:
-        if key in flat and flat[key] < 1:
+        if key in flat and flat[key] < 1 and not (DERIVED.get(key) in flat and flat[DERIVED[key]] > 0):
             raise ConfigError(f"{source}: {key} must be at least 1, got {flat[key]}")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from mllm.checkpoint import load_checkpoint
 from mllm.data.download import MIRROR_ENV, default_mirror
 
-from .config import Config, ConfigError, apply_overrides, config_diff, load_config
+from .config import Config, ConfigError, apply_overrides, config_diff, flatten, load_config
 from .loop import Task, Trainer
 from .runtime import init_distributed, main_process_first, pick_device, seed_everything
 
@@ -19,12 +19,14 @@ WHERE_KEYS = ("data.root", "data.mirror", "train.device")  # where a run reads d
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
+    """--data-root and --data-mirror, for every command that reads a data set."""
     p.add_argument("--data-root", default=None, help="where prepared caches go (default: data.root, ./data)")
     p.add_argument("--data-mirror", default=None,
                    help=f"folder holding the data archives, read instead of downloading (or set {MIRROR_ENV})")
 
 
 def add_train_args(p: argparse.ArgumentParser, config_name: str) -> None:
+    """The arguments every train-* command shares (preset, config, run folder, resume, device, overrides)."""
     p.add_argument("--preset", default=None,
                    help=f"tiny (tests), cpu (a laptop), gpu (full recipe); default {DEFAULT_PRESET} "
                         f"(with --resume: the run's own)")
@@ -60,6 +62,11 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 
 def resume_config(saved: dict, args: argparse.Namespace, source: Path, log=print) -> Config:
     """The saved config with the command line's overrides; any that change it are an error unless allowed."""
+    current = load_config(args.config, saved.get("preset"))
+    missing = sorted(set(flatten(current)) - set(flatten(saved)) - {"preset"})
+    if missing:
+        raise ConfigError(f"{source} was written by an older version of this project (its config lacks "
+                          f"{', '.join(missing[:5])}); it cannot be resumed: start a new run with another --run-dir")
     if args.preset is not None and args.preset != saved.get("preset"):
         raise ConfigError(f"--preset {args.preset} differs from the run's own preset {saved.get('preset')!r} "
                           f"({source}); drop --preset to resume it, or train a new run in another --run-dir")
@@ -71,11 +78,14 @@ def resume_config(saved: dict, args: argparse.Namespace, source: Path, log=print
             raise ConfigError(f"--resume continues with the config saved in {source}; the command line changes "
                               f"{listing}. Drop those overrides, or pass --allow-config-change to change them")
         log(f"resuming with a changed config (--allow-config-change): {listing}")
+    if args.data_mirror or default_mirror():  # where the data is now beats where it was
+        cfg.data.mirror = None
     _locate_data(cfg, args)
     return cfg
 
 
 def data_location(cfg: Config) -> tuple[Path, Path | None]:
+    """(data root, mirror or None) of a resolved config."""
     return Path(cfg.data.root), Path(cfg.data.mirror) if cfg.data.mirror else None
 
 

@@ -55,10 +55,18 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+RESERVED = frozenset({"step", "train_loss", "grad_norm", "lr", "time"})  # keys the loop logs itself
+
+
 class Trainer:
+    """Trains a Task's model to train.max_steps: AdamW with warmup + cosine, gradient accumulation, DDP under
+    torchrun, evaluation, best/last checkpoints (atomic), resume, curves and a summary."""
+
     def __init__(self, task: Task, cfg: Config, run_dir: str | Path, resume: bool | dict = False):
         self.task, self.cfg, self.t = task, cfg, cfg.train
         self.run_dir = Path(run_dir)
+        if self.t.max_steps < 1:
+            raise ConfigError(f"train.max_steps must be at least 1, got {self.t.max_steps}: nothing would train")
         if self.t.best_metric not in task.eval_metrics:
             raise ConfigError(f"train.best_metric {self.t.best_metric!r} is not reported by the {task.kind!r} task; "
                               f"choose one of {', '.join(task.eval_metrics) or '(none)'}")
@@ -68,7 +76,8 @@ class Trainer:
         self.net = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                           find_unused_parameters=task.find_unused_parameters)
         self.eager_net, self.compile_pending = self.net, bool(self.t.compile)
         if self.t.compile:  # tried on the first step; falls back to eager where it cannot compile
             self.net = torch.compile(self.net)
@@ -121,6 +130,9 @@ class Trainer:
                                   f"changed since it was written: resume with the original settings") from e
         self.sched.load_state_dict(state["scheduler"])
         self.step, self.best, self.elapsed = state["step"], state["best"], state["elapsed"]
+        saved = state.get("config", {}).get("train", {})
+        if (saved.get("best_metric"), saved.get("best_mode")) != (self.t.best_metric, self.t.best_mode):
+            self.best = None  # the best so far was measured by another yardstick
         set_rng_state(state["rng"])
         metrics = self.run_dir / "metrics.jsonl"
         if self.dist.main and metrics.is_file():  # drop records written after this checkpoint
@@ -154,9 +166,13 @@ class Trainer:
                 out.total.backward()
             total += out.total.detach().float()
             count += out.count.detach().float() if isinstance(out.count, Tensor) else out.count
+            reserved = RESERVED.intersection(out.metrics)
+            if reserved or (micro and set(out.metrics) != set(extras)):
+                raise TrainingError(f"{self.task.kind} loss metrics must be the same keys on every micro-batch and "
+                                    f"none of {sorted(RESERVED)}; got {sorted(out.metrics)}")
             for k, v in out.metrics.items():
                 extras[k] = extras.get(k, zero) + (v.detach().float() if isinstance(v, Tensor) else v)
-        return total, count, extras
+        return total, count, dict(sorted(extras.items()))  # the same order on every process
 
     def _train_step(self) -> dict[str, float]:
         self.model.train()
@@ -179,9 +195,12 @@ class Trainer:
             torch._foreach_mul_(grads, self.dist.world / stats[1])
         norm = (nn.utils.clip_grad_norm_(self.params, self.t.grad_clip) if self.t.grad_clip > 0 else
                 torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(()))
-        values = torch.cat([(stats[0] / stats[1])[None], norm.to(stats)[None],
+        values = torch.cat([(stats[0] / stats[1])[None], norm.to(stats)[None], stats[1:2],
                             stats[2:] / (self.t.grad_accum * self.dist.world)]).tolist()
-        loss, grad_norm = values[0], values[1]
+        loss, grad_norm, count = values[0], values[1], values.pop(2)
+        if count <= 0:
+            raise TrainingError(f"step {self.step + 1}: the {self.task.kind} loss counted {count} items over the whole "
+                                f"batch (LossOutput.count); every batch needs at least one item to learn from")
         where = (f"the last good checkpoint is {self.run_dir / 'last.pt'}: lower train.lr, raise "
                  f"train.warmup_steps or set train.grad_clip, then resume with --resume")
         if not math.isfinite(loss):
@@ -205,7 +224,10 @@ class Trainer:
             self._record(metrics)
             self.log(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             key, mode = self.t.best_metric, self.t.best_mode
-            if key in metrics and (self.best is None or (metrics[key] < self.best) == (mode == "min")):
+            if key not in metrics:
+                raise TrainingError(f"{self.task.kind} evaluate() did not report train.best_metric {key!r} "
+                                    f"(it gave {sorted(metrics)})")
+            if self.best is None or (metrics[key] < self.best) == (mode == "min"):
                 self.best = metrics[key]
                 self.save("best.pt")
             self.task.on_eval(self.model, self.step, self.run_dir, self.log)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import Tensor
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -93,6 +94,14 @@ def set_rng_state(state: dict) -> None:
 def step_generator(seed: int, step: int, micro: int = 0) -> torch.Generator:
     """A generator fixed by (seed, step, micro): batches do not depend on the global RNG, so resume is exact."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 131 + micro)
+
+
+def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
+    """Indices of the k-th batch (0-based) when each epoch is a fresh permutation, the last partial batch dropped."""
+    per_epoch = n // batch_size
+    epoch, within = divmod(k, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return perm[within * batch_size : (within + 1) * batch_size]
 
 
 def machine_info(device: torch.device) -> dict:

@@ -28,6 +28,7 @@ class Task(ABC):
     """What a model contributes to the loop: `kind`, `eval_metrics`, `model` and the hooks below."""
 
     kind = "task"
+    find_unused_parameters = False  # under DDP: True when some trainable parameters sit out some steps
     eval_metrics: tuple[str, ...] = ()  # the keys `evaluate` reports; train.best_metric must be one of them
     model: nn.Module
 

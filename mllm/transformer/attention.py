@@ -112,6 +112,11 @@ class KVCache:
         self.k, self.v = k, v
         return k, v
 
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows `index` [B'] (beam search: each surviving beam takes its parent's keys/values)."""
+        if self.k is not None:
+            self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
+
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention for self-attention (key = value = query) and cross-attention."""

@@ -40,6 +40,12 @@ class DecoderCache:
         """Positions already decoded."""
         return len(self.layers[0][0])
 
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows `index` [B'] of every layer's caches (beam search)."""
+        for self_cache, cross_cache in self.layers:
+            self_cache.reorder(index)
+            cross_cache.reorder(index)
+
 
 class TransformerDecoder(nn.Module):
     """N decoder blocks and a final norm. With `cross_attention=False`, a GPT-style decoder."""

@@ -17,20 +17,12 @@ from mllm.data import Cifar10
 from mllm.data.augment import random_crop, random_flip
 from mllm.data.split import stratified_split
 from mllm.io import atomic_write_json
-from mllm.training.config import Config
+from mllm.training.config import Config, ConfigError
 from mllm.training.loop import Task
-from mllm.training.runtime import step_generator
+from mllm.training.runtime import epoch_indices, step_generator
 
 from .analysis import attention_rollout_figure, confusion_figure, prediction_figure
 from .vit import ViT, ViTConfig
-
-
-def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
-    """Indices of the k-th batch (0-based) when each epoch is a fresh permutation, the last partial batch dropped."""
-    per_epoch = n // batch_size
-    epoch, within = divmod(k, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    return perm[within * batch_size : (within + 1) * batch_size]
 
 
 class ImageClassificationTask(Task):
@@ -47,7 +39,13 @@ class ImageClassificationTask(Task):
         t = cfg.train
         self.steps_per_epoch = len(self.x_train) // (t.batch_size * t.grad_accum)
         if t.epochs > 0:  # the schedule in epochs; evaluate once an epoch
-            t.max_steps, t.eval_interval = t.epochs * self.steps_per_epoch, self.steps_per_epoch
+            steps = t.epochs * self.steps_per_epoch
+            if t.max_steps not in (0, steps) or t.eval_interval not in (0, self.steps_per_epoch):
+                raise ConfigError(f"train.epochs={t.epochs} sets max_steps ({steps}) and eval_interval (one epoch, "
+                                  f"{self.steps_per_epoch} steps); got train.max_steps={t.max_steps}, "
+                                  f"train.eval_interval={t.eval_interval}: leave them at 0, or set train.epochs=0 "
+                                  f"to give steps instead")
+            t.max_steps, t.eval_interval = steps, self.steps_per_epoch
         low, m = cfg.augment.low_res_size, cfg.model
         if low and (low % m.patch_size or not 0 < low < m.image_size):
             raise ValueError(f"augment.low_res_size {low} must be a multiple of model.patch_size {m.patch_size} "

@@ -82,7 +82,7 @@ class ViT(nn.Module):
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 [B, H, W, C] -> the float [B, C, H, W] this model was trained on (scaled to 0..1, standardised)."""
-        x = images.permute(0, 3, 1, 2).float().div_(255)
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255  # a new tensor: the caller's is left as it was
         mean = torch.tensor(self.cfg.mean, device=x.device)[:, None, None]
         std = torch.tensor(self.cfg.std, device=x.device)[:, None, None]
         return (x - mean) / std

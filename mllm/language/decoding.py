@@ -1,0 +1,147 @@
+"""Decoding in one place: token filters and sampling, batched caption decoding (greedy or sampled) with the
+key/value cache and per-row stopping, beam search, and teacher-forced log-probabilities of given tokens.
+
+A "decoder" here is a GPT (`mllm.language.gpt.GPT`) with an optional prefix of embeddings [B, P, D] (image
+tokens for the captioner) before a begin token. Every sequence is [prefix] BOS t_1 ... t_L; the returned
+tokens are t_1 ... t_L, each row ending at its first end token (later positions hold the end token and are
+masked out).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NEG_INF = float("-inf")
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """logits [B, V] -> logits [B, V] with the tokens that may not be sampled set to -inf.
+
+    `top_k`: keep the k largest of each row. `top_p` (nucleus): keep the smallest set of most likely
+    tokens whose probability mass reaches p. Both given: top-k first, then top-p on what is left.
+    """
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= top_p  # the mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
+    return logits
+
+
+def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           generator: torch.Generator | None = None) -> Tensor:
+    """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax), else top-k/top-p filtering
+    (`filter_logits`) of logits / temperature."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(probs.device)
+
+
+def _check_room(gpt, prefix_len: int, max_len: int) -> None:
+    if prefix_len + 1 + max_len > gpt.cfg.context:
+        raise ValueError(f"prefix ({prefix_len}) + begin token + max_len ({max_len}) exceed the language model's "
+                         f"context {gpt.cfg.context}; lower max_len or raise model.context")
+
+
+def real_token_mask(tokens: Tensor, eos_id: int) -> Tensor:
+    """tokens [B, L] -> bool [B, L]: True up to and including each row's first end token."""
+    is_eos = (tokens == eos_id).long()
+    before = is_eos.cumsum(1) - is_eos  # end tokens strictly before this position
+    return before == 0
+
+
+@torch.no_grad()
+def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, temperature: float = 0.0,
+           top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+           batch_size: int | None = None, use_cache: bool = True) -> tuple[Tensor, Tensor]:
+    """Greedy (temperature 0) or sampled decoding of B sequences after `prefix` [B, P, D] and a begin token.
+
+    Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
+    (softmax of logits / temperature, before top-k/top-p filtering; plain softmax for greedy). Rows stop
+    at their end token; decoding stops when every row has.
+    """
+    b = prefix.shape[0] if prefix is not None else (batch_size or 1)
+    device = next(gpt.parameters()).device
+    _check_room(gpt, 0 if prefix is None else prefix.shape[1], max_len)
+    tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
+    logprobs, done = [], torch.zeros(b, dtype=torch.bool, device=device)
+    cache = gpt.decoder.new_cache() if use_cache else None
+    logits, _ = gpt(tokens, prefix=prefix, cache=cache, last_only=True)
+    for _ in range(max_len):
+        nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+        nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
+        scaled = logits[:, -1].float() / (temperature if temperature > 0 else 1.0)
+        logprobs.append(scaled.log_softmax(-1).gather(1, nxt))
+        tokens = torch.cat([tokens, nxt], dim=1)
+        done |= nxt[:, 0] == eos_id
+        if bool(done.all()):
+            break
+        if use_cache:
+            logits, _ = gpt(nxt, cache=cache, last_only=True)
+        else:
+            logits, _ = gpt(tokens, prefix=prefix, last_only=True)
+    out = tokens[:, 1:]
+    logp = torch.cat(logprobs, dim=1).masked_fill(~real_token_mask(out, eos_id), 0.0)
+    return out, logp
+
+
+def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_id: int,
+                   temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Teacher-forced log-probabilities of `tokens` [B, L] (as `decode` returns them), with gradients.
+
+    Returns logp [B, L] (log softmax(logits / temperature) at each given token, 0 past a row's end) and
+    the mask [B, L] of real tokens (up to and including the first end token).
+    """
+    inputs = torch.cat([torch.full_like(tokens[:, :1], bos_id), tokens[:, :-1]], dim=1)
+    logits, _ = gpt(inputs, prefix=prefix)
+    scaled = logits.float() / (temperature if temperature > 0 else 1.0)
+    logp = scaled.log_softmax(-1).gather(2, tokens[:, :, None])[:, :, 0]
+    mask = real_token_mask(tokens, eos_id)
+    return logp.masked_fill(~mask, 0.0), mask
+
+
+@torch.no_grad()
+def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int = 3,
+                length_penalty: float = 0.0) -> Tensor:
+    """Beam search after `prefix` [B, P, D]: tokens [B, L] of each row's best beam.
+
+    Beams are ranked by their summed log-probability while searching; a finished beam keeps its score
+    (it may only repeat the end token, at no cost). The final choice among the K beams divides each
+    score by length ** `length_penalty` (0: the raw sum; 1: the mean per token). Beam size 1 is greedy.
+    All B * K beams run as one batch through the key/value cache, reordered as beams are chosen.
+    """
+    b, k = prefix.shape[0], beam_size
+    device = prefix.device
+    _check_room(gpt, prefix.shape[1], max_len)
+    cache = gpt.decoder.new_cache()
+    start = torch.full((b * k, 1), bos_id, dtype=torch.long, device=device)
+    logits, _ = gpt(start, prefix=prefix.repeat_interleave(k, dim=0), cache=cache, last_only=True)
+    scores = torch.full((b, k), NEG_INF, device=device)
+    scores[:, 0] = 0.0  # all beams start equal: let only the first one expand at step 1
+    tokens = torch.empty(b, k, 0, dtype=torch.long, device=device)
+    done = torch.zeros(b, k, dtype=torch.bool, device=device)
+    lengths = torch.zeros(b, k, device=device)
+    rows = torch.arange(b, device=device)[:, None] * k
+    for _ in range(max_len):
+        logp = logits[:, -1].float().log_softmax(-1).view(b, k, -1)
+        vocab = logp.shape[-1]
+        finished = torch.full_like(logp, NEG_INF)
+        finished[..., eos_id] = 0.0
+        logp = torch.where(done[..., None], finished, logp)
+        scores, flat = (scores[..., None] + logp).view(b, -1).topk(k, dim=-1)
+        parent, token = flat // vocab, flat % vocab
+        lengths = lengths.gather(1, parent) + (~done.gather(1, parent)).float()
+        done = done.gather(1, parent) | (token == eos_id)
+        tokens = torch.cat([tokens.gather(1, parent[..., None].expand_as(tokens)), token[..., None]], dim=2)
+        if bool(done.all()):
+            break
+        cache.reorder((rows + parent).view(-1))
+        logits, _ = gpt(token.view(-1, 1), cache=cache, last_only=True)
+    final = scores / lengths.clamp(min=1) ** length_penalty if length_penalty else scores
+    best = final.argmax(dim=1)
+    return tokens[torch.arange(b, device=device), best]

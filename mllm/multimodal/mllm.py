@@ -1,0 +1,124 @@
+"""The captioner: a ViT sees the image, a connector turns its patch tokens into image tokens, and a GPT reads
+them as a prefix before a begin token and writes the caption.
+
+    sequence  = [image tokens (P)] [BOS] w_1 ... w_n
+    predicted =                     w_1  w_2 ... EOS      (loss on caption positions only)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mllm.checkpoint import load_checkpoint, load_weights
+from mllm.language.decoding import beam_search, decode, token_logprobs
+from mllm.language.gpt import GPT, GPTConfig
+from mllm.vision.vit import ViT, ViTConfig
+
+from .connector import Connector
+from .tokenizer import tokenizer_from_state
+
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+def caption_token_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """logits [B, T, V], targets [B, T] (-100 = none) -> (summed cross-entropy, number of target tokens)."""
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="sum")
+    return total, (targets != -100).sum()
+
+
+@dataclass
+class CaptionerConfig:
+    vision: dict  # ViTConfig fields
+    text: dict  # GPTConfig fields
+    connector: str = "mlp"  # mlp or linear
+    reduce: str = "pixel_shuffle"  # none, avgpool or pixel_shuffle
+    bos_id: int = 0
+    eos_id: int = 1
+    blind: bool = False  # a baseline: no image tokens, the language model alone
+
+
+class Captioner(nn.Module):
+    """images uint8 [B, S, S, 3] (or cached ViT patch features [B, N, Dv]) + captions -> next-token logits."""
+
+    def __init__(self, cfg: CaptionerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vit = ViT(ViTConfig(**cfg.vision))
+        self.gpt = GPT(GPTConfig(**cfg.text))
+        self.connector = Connector(self.vit.cfg.d_model, self.gpt.cfg.d_model, cfg.connector, cfg.reduce)
+        self.bos_id, self.eos_id = cfg.bos_id, cfg.eos_id
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
+
+    @property
+    def num_image_tokens(self) -> int:
+        return 0 if self.cfg.blind else self.connector.num_tokens(self.vit.grid**2)
+
+    def patch_features(self, images: Tensor) -> Tensor:
+        """uint8 [B, S, S, 3] -> the ViT's final patch tokens [B, N, Dv] (class token dropped)."""
+        return self.vit.tokens(self.vit.normalize(images))[:, 1:]
+
+    def image_tokens(self, images: Tensor | None = None, features: Tensor | None = None) -> Tensor:
+        """Images (or their cached patch features) -> image tokens [B, P, D] in the GPT's embedding space."""
+        if self.cfg.blind:  # P = 0: the caption is predicted from the begin token alone
+            rows = (images if images is not None else features).shape[0]
+            return self.gpt.tok_embed.weight.new_zeros(rows, 0, self.gpt.cfg.d_model)
+        if features is None:
+            if images is None:
+                raise ValueError("pass images [B, S, S, 3] uint8 or their cached patch features [B, N, D]")
+            features = self.patch_features(images)
+        return self.connector(features)
+
+    def forward(self, captions: Tensor, targets: Tensor | None = None, images: Tensor | None = None,
+                features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """captions [B, T] = BOS w_1 .. (padded), targets [B, T] = w_1 .. EOS (-100 = no loss).
+
+        Returns logits [B, T, V] for the caption positions (the image positions carry no loss) and the mean
+        cross-entropy over the target tokens if targets are given.
+        """
+        return self.gpt(captions, targets=targets, prefix=self.image_tokens(images, features))
+
+    @torch.no_grad()
+    def generate(self, images: Tensor | None = None, features: Tensor | None = None, max_len: int = 20,
+                 strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
+                 beam_size: int = 3, length_penalty: float = 0.0, generator: torch.Generator | None = None
+                 ) -> Tensor:
+        """Caption token ids [B, L] (each row up to its end token, then end tokens) by greedy decoding,
+        sampling (temperature, top-k) or beam search (beam size, length penalty), with the key/value cache."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        prefix = self.image_tokens(images, features)
+        if strategy == "beam":
+            return beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty)
+        t = temperature if strategy == "sample" else 0.0
+        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator)[0]
+
+    @torch.no_grad()
+    def sample_captions(self, images: Tensor | None = None, features: Tensor | None = None, n: int = 1,
+                        max_len: int = 20, temperature: float = 1.0, generator: torch.Generator | None = None
+                        ) -> tuple[Tensor, Tensor]:
+        """n sampled captions per image: tokens [B*n, L] (image-major) and their log-probs [B*n, L]."""
+        prefix = self.image_tokens(images, features).repeat_interleave(n, dim=0)
+        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, temperature, generator=generator)
+
+    def caption_logprobs(self, tokens: Tensor, images: Tensor | None = None, features: Tensor | None = None,
+                         temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Per-token log-probabilities [B, L] of given captions, with gradients, and the mask [B, L] of real
+        tokens (up to and including the end token). Images or features: one per row of `tokens`."""
+        prefix = self.image_tokens(images, features)
+        return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature)
+
+
+def load_captioner(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Any]:
+    """A trained captioner (eval mode) and its caption tokenizer, from a run folder or .pt file."""
+    state = load_checkpoint(path, "captioner", device)
+    model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
+    load_weights(model, state["model"], state["path"])
+    return model.to(device).eval(), tokenizer_from_state(state["extra"]["tokenizer"])

@@ -1,0 +1,209 @@
+"""Train the captioner on Flickr8k with the shared loop: cached ViT features first, then every part.
+
+Train on the 6,000 train images (5 captions each), select on the 1,000 dev images (dev CIDEr-D of greedy
+captions), report on the 1,000 test images once, at the end (`report.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
+from mllm.data import Flickr8k
+from mllm.evaluation.cider import CiderD
+from mllm.evaluation.tokenize import simple_tokenize
+from mllm.language.decoding import real_token_mask
+from mllm.language.tokenizer import CharTokenizer
+from mllm.training.config import Config
+from mllm.training.loop import LossOutput, Task
+from mllm.training.runtime import epoch_indices
+
+from .mllm import Captioner, CaptionerConfig, caption_token_loss
+from .tokenizer import CaptionCharTokenizer, WordTokenizer
+
+VISION_KEYS = ("patch_size", "d_model", "num_layers", "num_heads", "mlp_ratio")
+TEXT_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "context")
+
+
+def _check_fits(kind: str, path: str, saved: dict, wanted: dict, keys: tuple[str, ...]) -> None:
+    differ = {k: (saved.get(k), wanted.get(k)) for k in keys if saved.get(k) != wanted.get(k)}
+    if differ:
+        listing = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differ.items())
+        raise CheckpointError(f"init.{kind} {path} does not fit the config ({listing}); set model.{kind}.* to the "
+                              f"checkpoint's values, or init.{kind}=null for a random {kind} model")
+
+
+def _init_state(part: str, path: str | None, kind: str, command: str) -> dict | None:
+    """The checkpoint a part starts from (None: random init); a missing run names the command that trains it."""
+    if not path:
+        return None
+    if not Path(path).exists():
+        raise CheckpointError(f"init.{part}={path}: no such run or file; train it first (python main.py {command} "
+                              f"--preset cpu writes runs/{kind}-cpu), or set init.{part}=null to start from random "
+                              f"weights")
+    return load_checkpoint(path, kind)
+
+
+def encode_captions(captions: list[str], tokenizer, max_len: int) -> Tensor:
+    """Captions -> ids [M, max_len + 1]: BOS, the caption (cut to max_len - 1 tokens), EOS, then EOS padding."""
+    out = torch.full((len(captions), max_len + 1), tokenizer.eos_id, dtype=torch.long)
+    out[:, 0] = tokenizer.bos_id
+    for i, caption in enumerate(captions):
+        ids = tokenizer.encode(caption)[: max_len - 1]
+        out[i, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+class CaptioningTask(Task):
+    kind = "captioner"
+    eval_metrics = ("val_loss", "val_cider")
+
+    def __init__(self, cfg: Config, data: Flickr8k):
+        self.cfg, self.data, m = cfg, data, cfg.model
+        self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
+        caption_split = data.split[data.caption_image]
+        self.train_caps = np.flatnonzero(caption_split == 0)
+        self.dev_caps = np.flatnonzero(caption_split == 1)
+        vision_state = _init_state("vision", cfg.init.vision, "vit", "train-vit")
+        text_state = _init_state("text", cfg.init.text, "gpt", "train-llm")
+        train_text = [str(c) for c in data.captions[self.train_caps]]
+        if m.tokenizer == "word":
+            if text_state is not None:
+                raise CheckpointError("init.text (the char GPT) needs model.tokenizer=char; with word captions the "
+                                      "language model starts from random weights (init.text=null)")
+            self.tokenizer = WordTokenizer.from_captions(train_text, m.min_word_count)
+        else:
+            base = CharTokenizer.from_state_dict(text_state["extra"]["tokenizer"]) if text_state else None
+            self.tokenizer = CaptionCharTokenizer.from_captions(train_text, base)
+        vision = {**dict(m.vision), "image_size": m.image_size}
+        if vision_state is not None:
+            _check_fits("vision", vision_state["path"], vision_state["extra"]["model_config"], vision, VISION_KEYS)
+            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size}
+        text = {**dict(m.text), "vocab_size": self.tokenizer.vocab_size}
+        if text_state is not None:
+            _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
+            text = {**text_state["extra"]["model_config"], "vocab_size": self.tokenizer.vocab_size,
+                    "dropout": m.text.dropout}
+        self.model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, self.tokenizer.bos_id,
+                                               self.tokenizer.eos_id, m.blind))
+        if vision_state is not None:
+            self._init_vision(vision_state)
+        if text_state is not None:
+            self._init_text(text_state)
+        self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
+        if m.blind:  # a baseline: the language model alone
+            self.model.vit.requires_grad_(False)
+            self.model.connector.requires_grad_(False)
+        self.captions = encode_captions([str(c) for c in data.captions], self.tokenizer, m.max_caption_len)
+        self.images = torch.from_numpy(data.images)
+        t = cfg.train
+        self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
+        self.features = self._cached_features() if self.frozen_steps else None
+        self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
+        self.cider = CiderD([[simple_tokenize(c).split() for c in data.captions_of(i)] for i in self.split["dev"]])
+
+    def _init_vision(self, state: dict) -> None:
+        from mllm.vision.vit import ViT, ViTConfig
+
+        vit = ViT(ViTConfig(**state["extra"]["model_config"]))
+        load_weights(vit, state["model"], state["path"])
+        self.model.vit.load_state_dict(vit.at_image_size(self.cfg.model.image_size).state_dict())
+
+    def _init_text(self, state: dict) -> None:
+        """The GPT's weights; embedding rows for new characters start at the mean of the known ones."""
+        weights = dict(state["model"])
+        old = weights["tok_embed.weight"]
+        new = old.mean(0, keepdim=True).expand(self.tokenizer.vocab_size - old.shape[0], -1)
+        weights["tok_embed.weight"] = weights["head.weight"] = torch.cat([old, new])
+        load_weights(self.model.gpt, weights, state["path"])
+
+    @torch.no_grad()
+    def _cached_features(self, batch_size: int = 500) -> Tensor:
+        """The frozen ViT's patch features [N_images, P, D] of every image, computed once."""
+        self.model.vit.eval()
+        return torch.cat([self.model.patch_features(self.images[i : i + batch_size])
+                          for i in range(0, len(self.images), batch_size)])
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        t, m = self.cfg.train, self.model
+        return [{"name": "vision", "params": list(m.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
+                {"name": "connector", "params": list(m.connector.parameters())},
+                {"name": "text", "params": list(m.gpt.parameters()), "lr": t.lr * t.text_lr_scale}]
+
+    def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
+        """(images uint8 [B, S, S, 3] or cached features [B, N, D], captions [B, T], targets [B, T])."""
+        t = self.cfg.train
+        k = (step - 1) * t.grad_accum + micro
+        idx = torch.from_numpy(self.train_caps)[epoch_indices(len(self.train_caps), t.batch_size, k, t.seed)]
+        tokens = self.captions[idx]
+        length = int((tokens != self.tokenizer.eos_id)[:, 1:].sum(1).max()) + 2  # BOS .. EOS of the longest
+        tokens = tokens[:, :length]
+        targets = tokens[:, 1:].clone()
+        targets[~real_token_mask(targets, self.tokenizer.eos_id)] = -100
+        image_idx = torch.from_numpy(self.data.caption_image[idx.numpy()]).long()
+        frozen = step <= self.frozen_steps and self.features is not None
+        pixels = self.features[image_idx] if frozen else self.images[image_idx]
+        return pixels, tokens[:, :-1], targets
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
+        pixels, captions, targets = batch
+        images, features = (pixels, None) if pixels.dtype == torch.uint8 else (None, pixels)
+        logits, _ = model(captions, images=images, features=features)
+        total, count = caption_token_loss(logits, targets)
+        return LossOutput(total, count)
+
+    # ---- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def captions_for(self, model: Captioner, image_indices: np.ndarray, strategy: str = "greedy") -> list[str]:
+        """Decoded captions (text) for dataset images, in batches of eval.batch_size."""
+        e, device = self.cfg.eval, next(model.parameters()).device
+        out = []
+        for i in range(0, len(image_indices), e.batch_size):
+            images = self.images[torch.from_numpy(image_indices[i : i + e.batch_size]).long()].to(device)
+            ids = model.generate(images, max_len=e.max_len, strategy=strategy, beam_size=e.beam_size,
+                                 length_penalty=e.length_penalty)
+            out += [self.tokenizer.decode(row) for row in ids.cpu()]
+        return out
+
+    @torch.no_grad()
+    def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
+        """Cross-entropy per caption token over every dev caption."""
+        device, total, count = next(model.parameters()).device, 0.0, 0
+        for i in range(0, len(self.dev_caps), batch_size):
+            idx = torch.from_numpy(self.dev_caps[i : i + batch_size])
+            tokens = self.captions[idx].to(device)
+            targets = tokens[:, 1:].clone()
+            targets[~real_token_mask(targets, self.tokenizer.eos_id)] = -100
+            images = self.images[torch.from_numpy(self.data.caption_image[idx.numpy()]).long()].to(device)
+            logits, _ = model(tokens[:, :-1], images=images)
+            s, c = caption_token_loss(logits, targets)
+            total, count = total + float(s), count + int(c)
+        return total / count
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        images = self.split["dev"][: self.cfg.eval.val_images]
+        captions = self.captions_for(model, images)
+        refs = [[simple_tokenize(c).split() for c in self.data.captions_of(i)] for i in images]
+        cider, _ = self.cider.score([simple_tokenize(c).split() for c in captions], refs)
+        return {"val_loss": self.dev_loss(model), "val_cider": cider}
+
+    def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
+        images = self.split["dev"][:3]
+        for i, caption in zip(images, self.captions_for(model, images), strict=True):
+            log(f"  dev {self.data.names[i]}: {caption!r}   (ref: {self.data.captions_of(i)[0]!r})")
+
+    def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
+        from .report import write_report
+
+        return write_report(self, model, run_dir, log)
+
+    def curve_marks(self) -> dict[int, str]:
+        return {self.frozen_steps: "ViT frozen (cached features) before, all parts after"} if self.frozen_steps else {}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"model_config": self.model.config_dict(), "tokenizer": self.tokenizer.state_dict()}

@@ -1,0 +1,70 @@
+"""`train-mllm` and `caption` end to end on real Flickr8k data (tiny preset), and their errors."""
+
+import json
+
+import pytest
+import torch
+
+from mllm.cli import main
+from mllm.training.config import load_config
+from mllm.vision.vit import ViT, ViTConfig
+
+
+@pytest.fixture(scope="module")
+def mllm_run(tmp_path_factory, mirror, data_root):
+    run = tmp_path_factory.mktemp("mllm-tiny")
+    assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(run), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "train.device=cpu"]) == 0
+    return run
+
+
+def test_train_mllm_tiny_writes_the_report(mllm_run):
+    for name in ("summary.json", "metrics.jsonl", "curves.png", "best.pt", "metrics.json", "metrics.md",
+                 "captions_test.json", "gallery.png"):
+        assert (mllm_run / name).is_file(), name
+    captions = json.loads((mllm_run / "captions_test.json").read_text())
+    assert len(captions) == 1000 and all(len(c["references"]) == 5 for c in captions.values())
+    metrics = json.loads((mllm_run / "metrics.json").read_text())
+    assert any(k.startswith("baseline: most frequent") for k in metrics)
+    for row in metrics.values():
+        assert 0 <= row["BLEU-1"] <= 1 and row["CIDEr-D"] >= 0
+    records = [json.loads(line) for line in (mllm_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_cider" in r] == [3, 6]
+    marks = [r for r in records if "train_loss" in r]
+    assert len(marks) == 6
+
+
+def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "photo.png"
+    Image.new("RGBA", (90, 50), (200, 10, 10, 128)).save(image)
+    name = next(iter(json.loads((mllm_run / "captions_test.json").read_text())))
+    assert main(["caption", str(mllm_run), "--image", str(image), "--flickr", name, "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "--strategy", "greedy"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
+    assert main(["caption", str(mllm_run), "--image", str(tmp_path / "none.png")]) == 2
+    assert "no image file at" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    assert main(["caption", str(mllm_run), "--image", str(tmp_path / "bad.jpg")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    torch.save({"kind": "gpt", "model": {}}, tmp_path / "gpt.pt")
+    assert main(["caption", str(tmp_path / "gpt.pt"), "--image", str(image)]) == 2
+    assert "holds a 'gpt' model, not a 'captioner' one" in capsys.readouterr().err
+
+
+def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, data_root, capsys):
+    cfg = load_config("vit", "tiny")
+    vit = ViT(ViTConfig(**cfg.model))
+    torch.save({"kind": "vit", "model": vit.state_dict(),
+                "extra": {"model_config": vit.config_dict(), "classes": list("abcdefghij")}}, tmp_path / "vit.pt")
+    assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "train.device=cpu", f"init.vision={tmp_path / 'vit.pt'}",
+                 "model.vision.d_model=48"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit the config (d_model: checkpoint 32 vs config 48" in err and "init.vision=null" in err
+    assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run2"), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "init.vision=runs/nowhere"]) == 2
+    assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \
+        capsys.readouterr().err
