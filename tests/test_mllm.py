@@ -64,7 +64,7 @@ def test_word_and_char_tokenizers():
     chars = CaptionCharTokenizer.from_captions(["A dog's toy 2 ."], base)
     assert chars.chars.chars.startswith(base.chars) and chars.vocab_size == base.vocab_size + 2  # ' and 2
     assert chars.bos_id == chars.eos_id == base.stoi["\n"]
-    assert chars.decode(chars.encode("A dog's toy 2 .") + [chars.eos_id, 4]) == "a dog's toy 2"
+    assert chars.decode(chars.encode("A dog's toy 2 .") + [chars.eos_id, 4]) == "a dog 's toy 2"  # PTB splits 's
 
 
 # ---- the model --------------------------------------------------------------------------------
@@ -114,6 +114,7 @@ def test_beam_size_one_equals_greedy_and_wider_beams_score_at_least_as_high():
 
     wide = model.generate(images, max_len=12, strategy="beam", beam_size=4)
     assert (total_logp(wide) >= total_logp(greedy) - 1e-5).all()
+    assert not torch.equal(wide, greedy) and (greedy != 1).sum(1).max() >= 3
 
 
 def test_sampled_log_probs_equal_a_teacher_forced_pass_with_gradients():
@@ -165,3 +166,49 @@ def test_tiny_captioner_overfits_four_real_flickr8k_images(mirror, data_root):
     model.eval()
     decoded = [tok.decode(row) for row in model.generate(images, max_len=width)]
     assert decoded == [" ".join(tok.itos[i] for i in tok.encode(c)) for c in captions]
+
+
+def _plain_beam_search(model, images, beam_size, max_len, length_penalty=0.0):
+    """The beam search `decoding.beam_search` documents, written plainly: one image at a time, every step
+    recomputed from scratch (no cache), candidates as Python lists."""
+    out = []
+    for image in images:
+        prefix = model.image_tokens(image[None])
+        live, best, best_score = [([], 0.0)], None, float("-inf")
+        for t in range(max_len):
+            candidates = []
+            for tokens, score in live:
+                logits, _ = model.gpt(torch.tensor([[0, *tokens]]), prefix=prefix, last_only=True)
+                logp = logits[0, -1].float().log_softmax(-1)
+                candidates += [(tokens + [v], score + float(logp[v])) for v in range(logp.shape[0])]
+            candidates = sorted(candidates, key=lambda c: -c[1])[: 2 * beam_size]
+            for rank, (tokens, score) in enumerate(candidates):
+                if tokens[-1] == 1 and rank < beam_size and score / (t + 1) ** length_penalty > best_score:
+                    best, best_score = tokens, score / (t + 1) ** length_penalty
+            live = [c for c in candidates if c[0][-1] != 1][:beam_size]
+            if best_score >= live[0][1] / (t + 1) ** length_penalty:
+                break
+        else:
+            if live[0][1] / max_len**length_penalty > best_score:
+                best = live[0][0]
+        out.append(best)
+    return out
+
+
+def test_cached_batched_beam_search_equals_a_plain_one_and_the_length_penalty_matters():
+    model = _captioner(seed=5)
+    with torch.no_grad():
+        model.gpt.tok_embed.weight[1] *= 3  # the end token becomes likely: captions of many lengths
+    images = _images(3, seed=4)
+    results = {}
+    for beam_size, penalty in ((3, 0.0), (4, 1.0), (1, 0.0)):
+        with torch.no_grad():
+            fast = model.generate(images, max_len=8, strategy="beam", beam_size=beam_size, length_penalty=penalty)
+            plain = _plain_beam_search(model, images, beam_size, 8, penalty)
+        for row, expected in zip(fast.tolist(), plain, strict=True):
+            assert row[: len(expected)] == expected and set(row[len(expected):]) <= {1}
+        results[beam_size, penalty] = [tuple(r) for r in plain]
+    short, long = results[3, 0.0], results[4, 1.0]
+    assert any(len(r) < 8 for r in short)  # some captions finished early
+    assert sum(map(len, long)) > sum(map(len, short))  # dividing by the length favours longer captions
+    assert results[1, 0.0] != short

@@ -42,6 +42,11 @@ def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, t
     return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(probs.device)
 
 
+def _ban(logits: Tensor, banned: tuple[int, ...]) -> Tensor:
+    """Tokens that may never be produced (a begin or unknown token) get -inf logits."""
+    return logits.index_fill(-1, torch.tensor(banned, device=logits.device), NEG_INF) if banned else logits
+
+
 def _check_room(gpt, prefix_len: int, max_len: int) -> None:
     if prefix_len + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix_len}) + begin token + max_len ({max_len}) exceed the language model's "
@@ -58,12 +63,13 @@ def real_token_mask(tokens: Tensor, eos_id: int) -> Tensor:
 @torch.no_grad()
 def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, temperature: float = 0.0,
            top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-           batch_size: int | None = None, use_cache: bool = True) -> tuple[Tensor, Tensor]:
+           batch_size: int | None = None, use_cache: bool = True, banned: tuple[int, ...] = ()
+           ) -> tuple[Tensor, Tensor]:
     """Greedy (temperature 0) or sampled decoding of B sequences after `prefix` [B, P, D] and a begin token.
 
     Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
-    (softmax of logits / temperature, before top-k/top-p filtering; plain softmax for greedy). Rows stop
-    at their end token; decoding stops when every row has.
+    (softmax of logits / temperature with the `banned` tokens removed, before top-k/top-p filtering;
+    temperature 1 for greedy). Rows stop at their end token; decoding stops when every row has.
     """
     b = prefix.shape[0] if prefix is not None else (batch_size or 1)
     device = next(gpt.parameters()).device
@@ -73,9 +79,10 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
     cache = gpt.decoder.new_cache() if use_cache else None
     logits, _ = gpt(tokens, prefix=prefix, cache=cache, last_only=True)
     for _ in range(max_len):
-        nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+        last = _ban(logits[:, -1].float(), banned)
+        nxt = sample(last, temperature, top_k, top_p, generator)
         nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
-        scaled = logits[:, -1].float() / (temperature if temperature > 0 else 1.0)
+        scaled = last / (temperature if temperature > 0 else 1.0)
         logprobs.append(scaled.log_softmax(-1).gather(1, nxt))
         tokens = torch.cat([tokens, nxt], dim=1)
         done |= nxt[:, 0] == eos_id
@@ -91,7 +98,7 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
 
 
 def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_id: int,
-                   temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+                   temperature: float = 1.0, banned: tuple[int, ...] = ()) -> tuple[Tensor, Tensor]:
     """Teacher-forced log-probabilities of `tokens` [B, L] (as `decode` returns them), with gradients.
 
     Returns logp [B, L] (log softmax(logits / temperature) at each given token, 0 past a row's end) and
@@ -99,7 +106,7 @@ def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_
     """
     inputs = torch.cat([torch.full_like(tokens[:, :1], bos_id), tokens[:, :-1]], dim=1)
     logits, _ = gpt(inputs, prefix=prefix)
-    scaled = logits.float() / (temperature if temperature > 0 else 1.0)
+    scaled = _ban(logits.float(), banned) / (temperature if temperature > 0 else 1.0)
     logp = scaled.log_softmax(-1).gather(2, tokens[:, :, None])[:, :, 0]
     mask = real_token_mask(tokens, eos_id)
     return logp.masked_fill(~mask, 0.0), mask
@@ -107,13 +114,15 @@ def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_
 
 @torch.no_grad()
 def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int = 3,
-                length_penalty: float = 0.0) -> Tensor:
-    """Beam search after `prefix` [B, P, D]: tokens [B, L] of each row's best beam.
+                length_penalty: float = 0.0, banned: tuple[int, ...] = ()) -> Tensor:
+    """Beam search after `prefix` [B, P, D]: tokens [B, L] of each row's best caption.
 
-    Beams are ranked by their summed log-probability while searching; a finished beam keeps its score
-    (it may only repeat the end token, at no cost). The final choice among the K beams divides each
-    score by length ** `length_penalty` (0: the raw sum; 1: the mean per token). Beam size 1 is greedy.
-    All B * K beams run as one batch through the key/value cache, reordered as beams are chosen.
+    Each step the K live beams of a row propose their 2K best continuations. A continuation that ends
+    with the end token and ranks among the first K becomes a finished caption, scored by its summed
+    log-probability / length ** `length_penalty` (length counts the end token; 0: the plain sum, 1: the
+    mean per token); the best K others stay live. A row stops when its best finished caption beats what
+    its best live beam scores now; at max_len the live beams compete too. Beam size 1 is greedy. All
+    B * K beams run as one batch through the key/value cache, reordered as beams are chosen.
     """
     b, k = prefix.shape[0], beam_size
     device = prefix.device
@@ -124,24 +133,34 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     scores = torch.full((b, k), NEG_INF, device=device)
     scores[:, 0] = 0.0  # all beams start equal: let only the first one expand at step 1
     tokens = torch.empty(b, k, 0, dtype=torch.long, device=device)
-    done = torch.zeros(b, k, dtype=torch.bool, device=device)
-    lengths = torch.zeros(b, k, device=device)
-    rows = torch.arange(b, device=device)[:, None] * k
-    for _ in range(max_len):
-        logp = logits[:, -1].float().log_softmax(-1).view(b, k, -1)
+    best = torch.full((b,), NEG_INF, device=device)  # best finished caption's score per row
+    best_tokens = torch.full((b, max_len), eos_id, dtype=torch.long, device=device)
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    rows = torch.arange(b, device=device)
+    for t in range(max_len):
+        logp = _ban(logits[:, -1].float(), banned).log_softmax(-1)
         vocab = logp.shape[-1]
-        finished = torch.full_like(logp, NEG_INF)
-        finished[..., eos_id] = 0.0
-        logp = torch.where(done[..., None], finished, logp)
-        scores, flat = (scores[..., None] + logp).view(b, -1).topk(k, dim=-1)
+        top, flat = (scores[..., None] + logp.view(b, k, vocab)).view(b, -1).topk(2 * k, dim=-1)
         parent, token = flat // vocab, flat % vocab
-        lengths = lengths.gather(1, parent) + (~done.gather(1, parent)).float()
-        done = done.gather(1, parent) | (token == eos_id)
-        tokens = torch.cat([tokens.gather(1, parent[..., None].expand_as(tokens)), token[..., None]], dim=2)
+        history = tokens.gather(1, parent[..., None].expand(b, 2 * k, t))  # [B, 2K, t]
+        ends = (token == eos_id) & (torch.arange(2 * k, device=device) < k) & torch.isfinite(top)
+        finished = torch.where(ends, top / (t + 1) ** length_penalty, NEG_INF)
+        score, pick = finished.max(dim=1)
+        better = (score > best) & ~done
+        if bool(better.any()):
+            best = torch.where(better, score, best)
+            chosen = torch.cat([history[rows, pick], token[rows, pick][:, None]], dim=1)
+            best_tokens[better, : t + 1] = chosen[better]
+        live_scores, order = torch.where(token == eos_id, NEG_INF, top).topk(k, dim=-1)
+        parent, token = parent.gather(1, order), token.gather(1, order)
+        scores = live_scores
+        tokens = torch.cat([history.gather(1, order[..., None].expand(b, k, t)), token[..., None]], dim=2)
+        done |= best >= scores[:, 0] / (t + 1) ** length_penalty
         if bool(done.all()):
             break
-        cache.reorder((rows + parent).view(-1))
+        cache.reorder((rows[:, None] * k + parent).view(-1))
         logits, _ = gpt(token.view(-1, 1), cache=cache, last_only=True)
-    final = scores / lengths.clamp(min=1) ** length_penalty if length_penalty else scores
-    best = final.argmax(dim=1)
-    return tokens[torch.arange(b, device=device), best]
+    live = scores[:, 0] / tokens.shape[2] ** length_penalty  # rows still going at max_len
+    use_live = ~done & (live > best)
+    best_tokens[use_live, : tokens.shape[2]] = tokens[use_live, 0]
+    return best_tokens[:, : max(1, int((best_tokens != eos_id).sum(1).max()) + 1)]

@@ -41,6 +41,7 @@ class CaptionerConfig:
     bos_id: int = 0
     eos_id: int = 1
     blind: bool = False  # a baseline: no image tokens, the language model alone
+    banned_ids: tuple[int, ...] = ()  # never generated (the word tokenizer's begin and unknown tokens)
 
 
 class Captioner(nn.Module):
@@ -52,7 +53,7 @@ class Captioner(nn.Module):
         self.vit = ViT(ViTConfig(**cfg.vision))
         self.gpt = GPT(GPTConfig(**cfg.text))
         self.connector = Connector(self.vit.cfg.d_model, self.gpt.cfg.d_model, cfg.connector, cfg.reduce)
-        self.bos_id, self.eos_id = cfg.bos_id, cfg.eos_id
+        self.bos_id, self.eos_id, self.banned = cfg.bos_id, cfg.eos_id, tuple(cfg.banned_ids)
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
@@ -96,9 +97,11 @@ class Captioner(nn.Module):
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         prefix = self.image_tokens(images, features)
         if strategy == "beam":
-            return beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty)
+            return beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty,
+                               self.banned)
         t = temperature if strategy == "sample" else 0.0
-        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator)[0]
+        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator,
+                      banned=self.banned)[0]
 
     @torch.no_grad()
     def sample_captions(self, images: Tensor | None = None, features: Tensor | None = None, n: int = 1,
@@ -106,14 +109,15 @@ class Captioner(nn.Module):
                         ) -> tuple[Tensor, Tensor]:
         """n sampled captions per image: tokens [B*n, L] (image-major) and their log-probs [B*n, L]."""
         prefix = self.image_tokens(images, features).repeat_interleave(n, dim=0)
-        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, temperature, generator=generator)
+        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, temperature, generator=generator,
+                      banned=self.banned)
 
     def caption_logprobs(self, tokens: Tensor, images: Tensor | None = None, features: Tensor | None = None,
                          temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """Per-token log-probabilities [B, L] of given captions, with gradients, and the mask [B, L] of real
         tokens (up to and including the end token). Images or features: one per row of `tokens`."""
         prefix = self.image_tokens(images, features)
-        return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature)
+        return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature, self.banned)
 
 
 def load_captioner(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Any]:

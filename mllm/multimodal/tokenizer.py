@@ -7,21 +7,20 @@ Both lower-case a caption and keep its words (`caption_words`); `encode` gives i
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from torch import Tensor
 
+from mllm.evaluation.tokenize import simple_tokenize
 from mllm.language.tokenizer import CharTokenizer
-
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 def caption_words(caption: str) -> list[str]:
-    """'A dog runs, in the park .' -> ['a', 'dog', 'runs', 'in', 'the', 'park']"""
-    return WORD.findall(caption.lower())
+    """'A dog in a T-shirt runs .' -> ['a', 'dog', 'in', 'a', 't-shirt', 'runs']: the tokens the caption
+    metrics compare (the COCO toolkit's PTB tokenisation, lower-cased, punctuation dropped)."""
+    return simple_tokenize(caption).split()
 
 
 class WordTokenizer:
@@ -29,6 +28,7 @@ class WordTokenizer:
 
     kind = "word"
     SPECIALS = ("<bos>", "<eos>", "<unk>")
+    banned_ids = (0, 2)  # never generated: <bos>, <unk>
 
     def __init__(self, words: list[str]):
         self.itos = list(self.SPECIALS) + [w for w in words if w not in self.SPECIALS]
@@ -67,6 +67,7 @@ class CaptionCharTokenizer:
 
     kind = "char"
     NEWLINE = "\n"
+    banned_ids: tuple[int, ...] = ()
 
     def __init__(self, chars: CharTokenizer):
         if self.NEWLINE not in chars.stoi:

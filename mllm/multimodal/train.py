@@ -19,7 +19,7 @@ from mllm.evaluation.cider import CiderD
 from mllm.evaluation.tokenize import simple_tokenize
 from mllm.language.decoding import real_token_mask
 from mllm.language.tokenizer import CharTokenizer
-from mllm.training.config import Config
+from mllm.training.config import Config, ConfigError
 from mllm.training.loop import LossOutput, Task
 from mllm.training.runtime import epoch_indices
 
@@ -50,11 +50,12 @@ def _init_state(part: str, path: str | None, kind: str, command: str) -> dict | 
 
 
 def encode_captions(captions: list[str], tokenizer, max_len: int) -> Tensor:
-    """Captions -> ids [M, max_len + 1]: BOS, the caption (cut to max_len - 1 tokens), EOS, then EOS padding."""
+    """Captions -> ids [M, max_len + 1]: BOS, the caption, EOS, then EOS padding. A caption of max_len tokens
+    or more is cut to max_len and gets no EOS: the model is never taught to stop mid-caption."""
     out = torch.full((len(captions), max_len + 1), tokenizer.eos_id, dtype=torch.long)
     out[:, 0] = tokenizer.bos_id
     for i, caption in enumerate(captions):
-        ids = tokenizer.encode(caption)[: max_len - 1]
+        ids = tokenizer.encode(caption)[:max_len]
         out[i, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
     return out
 
@@ -90,11 +91,16 @@ class CaptioningTask(Task):
             text = {**text_state["extra"]["model_config"], "vocab_size": self.tokenizer.vocab_size,
                     "dropout": m.text.dropout}
         self.model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, self.tokenizer.bos_id,
-                                               self.tokenizer.eos_id, m.blind))
+                                               self.tokenizer.eos_id, m.blind, self.tokenizer.banned_ids))
         if vision_state is not None:
             self._init_vision(vision_state)
         if text_state is not None:
             self._init_text(text_state)
+        longest = max(m.max_caption_len, cfg.eval.max_len)
+        if self.model.num_image_tokens + 1 + longest > self.model.gpt.cfg.context:
+            raise ConfigError(f"{self.model.num_image_tokens} image tokens + a begin token + {longest} caption tokens "
+                              f"exceed model.text.context {self.model.gpt.cfg.context}; raise the context or lower "
+                              f"model.max_caption_len / eval.max_len")
         self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
         if m.blind:  # a baseline: the language model alone
             self.model.vit.requires_grad_(False)

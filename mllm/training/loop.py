@@ -256,7 +256,7 @@ class Trainer:
             while self.step < self.t.max_steps:
                 metrics = self._train_step()
                 self.elapsed = time.time() - started
-                lr = self.sched.get_last_lr()[0]
+                lr = self.t.lr * self.sched.get_last_lr()[0] / self.sched.base_lrs[0]  # train.lr, scheduled
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['train_loss']:.4f}", lr=f"{lr:.2e}",
                                 it_s=f"{(self.step - step_start) / max(1e-9, self.elapsed):.2f}", refresh=False)
