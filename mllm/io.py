@@ -32,6 +32,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """`obj` as indented JSON, written atomically."""
     return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
 
 

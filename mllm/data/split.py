@@ -10,7 +10,8 @@ from .download import DataError
 def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val) of a split of `labels` [N] with `val_size` items, the classes in proportion.
 
-    Each class gives round(val_size * its share) items (the remainder to the largest fractions), chosen
+    Each class gives floor(val_size * its share) items, plus one for the classes with the largest
+    remainders until the sizes add up to val_size (largest remainders), chosen
     by a permutation fixed by `seed`; both index arrays are sorted. Deterministic across machines.
     """
     labels = np.asarray(labels)

@@ -66,10 +66,12 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
 
 
 def read_yaml(text: str) -> Any:
+    """Parse YAML text; floats written without a dot (`3e-4`) are floats."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def dotted_keys(cfg: dict, prefix: str = "") -> list[str]:
+    """Every key of a nested dict, dotted: {'a': {'b': 1}} -> ['a', 'a.b']."""
     keys = []
     for k, v in cfg.items():
         keys.append(prefix + k)
@@ -130,6 +132,7 @@ def set_dotted(cfg: dict, key: str, value: Any, types: dict[str, type] | None = 
 
 
 def parse_override(text: str) -> tuple[str, Any]:
+    """`train.lr=3e-4` -> ('train.lr', 0.0003): the value read as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value, for example train.lr=3e-4")
     key, raw = text.split("=", 1)

@@ -17,6 +17,7 @@ NOT_PLOTTED = ("step", "lr", "time")
 
 
 def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics.jsonl file (empty if there is none yet)."""
     path = Path(path)
     if not path.is_file():
         return []
