@@ -21,6 +21,20 @@ def _lazy(module: str, name: str):
     return run
 
 
+def _train_parser(sub, name: str, help: str, config: str, module: str) -> None:
+    p = sub.add_parser(name, help=help)
+    add_train_args(p, config)
+    p.set_defaults(func=_lazy(module, name.replace("-", "_")))
+
+
+def _checkpoint_parser(sub, name: str, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help)
+    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
+    if name != "generate":
+        p.add_argument("--image", nargs="*", help="image files (any size or mode)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="MLLM from scratch: build and train every part.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
@@ -30,25 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=64, help="Flickr8k image side in the cache (default 64)")
     p.set_defaults(func=_lazy("mllm.data.prepare", "data_command"))
 
-    p = sub.add_parser("train-vit", help="train the Vision Transformer on CIFAR-10")
-    add_train_args(p, "vit")
-    p.set_defaults(func=_lazy("mllm.vision.cli", "train_vit"))
-
-    p = sub.add_parser("predict", help="classify CIFAR-10 test images or image files with a trained ViT")
-    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
-    p.add_argument("--image", nargs="*", help="image files (any size or mode)")
+    _train_parser(sub, "train-vit", "train the Vision Transformer on CIFAR-10", "vit", "mllm.vision.cli")
+    p = _checkpoint_parser(sub, "predict", "classify CIFAR-10 test images or image files with a trained ViT")
     p.add_argument("--index", nargs="*", type=int, help="CIFAR-10 test-set indices")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--device", default="cpu")
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.vision.cli", "predict"))
 
-    p = sub.add_parser("train-llm", help="train the char-level GPT on Tiny Shakespeare")
-    add_train_args(p, "gpt")
-    p.set_defaults(func=_lazy("mllm.language.cli", "train_llm"))
-
-    p = sub.add_parser("generate", help="sample text from a trained GPT checkpoint")
-    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
+    _train_parser(sub, "train-llm", "train the char-level GPT on Tiny Shakespeare", "gpt", "mllm.language.cli")
+    p = _checkpoint_parser(sub, "generate", "sample text from a trained GPT checkpoint")
     p.add_argument("--prompt", default="", help="text to continue (default: start from a newline)")
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--length", type=int, default=500, help="new characters per sample")
@@ -59,13 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_lazy("mllm.language.cli", "generate"))
 
-    p = sub.add_parser("train-mllm", help="train the captioner (ViT + connector + GPT) on Flickr8k")
-    add_train_args(p, "mllm")
-    p.set_defaults(func=_lazy("mllm.multimodal.cli", "train_mllm"))
-
-    p = sub.add_parser("caption", help="caption image files or Flickr8k images with a trained captioner")
-    p.add_argument("checkpoint", help="a run folder (its best.pt) or a .pt file")
-    p.add_argument("--image", nargs="*", help="image files (any size or mode)")
+    _train_parser(sub, "train-mllm", "train the captioner (ViT + connector + GPT) on Flickr8k", "mllm",
+                  "mllm.multimodal.cli")
+    p = _checkpoint_parser(sub, "caption", "caption image files or Flickr8k images with a trained captioner")
     p.add_argument("--flickr", nargs="*", help="Flickr8k image names, e.g. 3385593926_d3e9c21170.jpg")
     p.add_argument("--strategy", default="beam", choices=["greedy", "beam"], help="decoding (default beam)")
     p.add_argument("--beam-size", type=int, default=3)
