@@ -68,3 +68,27 @@ def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, 
                  "--data-root", str(data_root), "init.vision=runs/nowhere"]) == 2
     assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \
         capsys.readouterr().err
+
+
+def test_train_mllm_under_torchrun_matches_one_process(tmp_path, mirror, data_root):
+    """Two gloo processes, the frozen (cached features, unused ViT) phase and then the full one."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    common = ["train-mllm", "--preset", "tiny", "--data-mirror", str(mirror), "--data-root", str(data_root),
+              "train.device=cpu", "train.max_steps=4", "train.eval_interval=4", "eval.val_images=8",
+              "model.text.dropout=0.0"]  # dropout masks would differ between one process and two
+    losses = {}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for name, launcher in (("single", [sys.executable]), ("ddp", torchrun)):
+        run = tmp_path / name
+        done = subprocess.run([*launcher, str(repo / "main.py"), *common, "--run-dir", str(run)], cwd=repo,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["train_loss"] for r in records if "train_loss" in r]
+    assert len(losses["ddp"]) == 4
+    assert losses["ddp"] == pytest.approx(losses["single"], abs=1e-4)
