@@ -137,7 +137,7 @@ def test_the_stop_flag_is_reduced_on_the_training_device(tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop.dist, "all_reduce", all_reduce)
     trainer.dist, trainer.device = Dist(rank=0, world=2), torch.device("meta")
-    with pytest.raises((RuntimeError, NotImplementedError)):  # a meta tensor has no value to read back
+    with pytest.raises((RuntimeError, NotImplementedError)):  # reading a meta tensor's value fails: expected
         trainer._should_stop()
     assert seen == [torch.device("meta")]
 

@@ -22,6 +22,7 @@ from mllm.language.tokenizer import CharTokenizer
 from mllm.training.config import Config, ConfigError
 from mllm.training.loop import LossOutput, Task
 from mllm.training.runtime import epoch_indices
+from mllm.vision.vit import ViT, ViTConfig
 
 from .mllm import Captioner, CaptionerConfig, caption_token_loss
 from .tokenizer import CaptionCharTokenizer, WordTokenizer
@@ -114,8 +115,6 @@ class CaptioningTask(Task):
         self.cider = CiderD([[simple_tokenize(c).split() for c in data.captions_of(i)] for i in self.split["dev"]])
 
     def _init_vision(self, state: dict) -> None:
-        from mllm.vision.vit import ViT, ViTConfig
-
         vit = ViT(ViTConfig(**state["extra"]["model_config"]))
         load_weights(vit, state["model"], state["path"])
         self.model.vit.load_state_dict(vit.at_image_size(self.cfg.model.image_size).state_dict())

@@ -20,6 +20,7 @@ from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.io import atomic_write, atomic_write_json
 
 from .config import Config, ConfigError
+from .optim import param_groups, warmup_cosine
 from .plots import plot_curves
 from .runtime import init_distributed, machine_info, pick_device, rng_state, seed_everything, set_rng_state
 from .task import LossOutput, Task
@@ -29,30 +30,6 @@ __all__ = ["LossOutput", "Task", "Trainer", "TrainingError", "param_groups", "wa
 
 class TrainingError(RuntimeError):
     """The run cannot go on (a NaN loss, a checkpoint of another kind); the message says what to do."""
-
-
-def param_groups(groups: list[dict[str, Any]], weight_decay: float, lr: float) -> list[dict]:
-    """Each group split in two: weight decay on matrices (Linear, Embedding weights), none on biases and norms.
-
-    A group's own 'lr' is kept; the others get `lr`. Frozen parameters (requires_grad False) are left out.
-    """
-    out = []
-    for i, group in enumerate(groups):
-        params = [p for p in group["params"] if p.requires_grad]
-        name, group_lr = group.get("name", f"group{i}"), group.get("lr", lr)
-        for suffix, chosen, decay in ((".decay", [p for p in params if p.dim() >= 2], weight_decay),
-                                      (".no_decay", [p for p in params if p.dim() < 2], 0.0)):
-            if chosen:
-                out.append({"params": chosen, "weight_decay": decay, "lr": group_lr, "name": name + suffix})
-    return out
-
-
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 RESERVED = frozenset({"step", "train_loss", "grad_norm", "lr", "time"})  # keys the loop logs itself
