@@ -66,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _train_parser(sub, "train-mllm", "train the captioner (ViT + connector + GPT) on Flickr8k", "mllm",
                   "mllm.multimodal.cli")
-    p = _checkpoint_parser(sub, "caption", "caption image files or Flickr8k images with a trained captioner")
+    _train_parser(sub, "train-rl", "fine-tune a trained captioner with SCST on CIDEr-D", "rl", "mllm.rl.cli")
+    p = _checkpoint_parser(sub, "caption", "caption image files or Flickr8k images with a trained captioner "
+                                           "(supervised or SCST)")
     p.add_argument("--flickr", nargs="*", help="Flickr8k image names, e.g. 3385593926_d3e9c21170.jpg")
     p.add_argument("--strategy", default="beam", choices=["greedy", "beam"], help="decoding (default beam)")
-    p.add_argument("--beam-size", type=int, default=3)
-    p.add_argument("--max-len", type=int, default=24, help="tokens per caption (char captioners: characters)")
+    p.add_argument("--beam-size", type=int, default=None, help="default: the run's eval.beam_size")
+    p.add_argument("--length-penalty", type=float, default=None, help="default: the run's eval.length_penalty")
+    p.add_argument("--max-len", type=int, default=None,
+                   help="tokens per caption (char captioners: characters); default: the run's eval.max_len")
     p.add_argument("--device", default="cpu")
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.multimodal.cli", "caption"))

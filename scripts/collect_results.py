@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 KEEP = ("config.json", "metrics.jsonl", "summary.json", "curves.png", "samples.md", "style.json",
-        "samples_during_training.txt", "confusion.png", "attention.png", "predictions.png", "per_class_accuracy.json")
+        "samples_during_training.txt", "confusion.png", "attention.png", "predictions.png", "per_class_accuracy.json",
+        "metrics.json", "metrics.md", "captions_test.json", "gallery.png")
 
 
 def row(summary: dict) -> str:
@@ -19,6 +20,10 @@ def row(summary: dict) -> str:
     where = m.get("gpu") or f"{m['cpu']} ({m['torch_threads']} threads)"
     if summary["kind"] == "gpt":
         figure = f"val loss {summary['val_loss']:.4f}"
+    elif summary["kind"] == "captioner":
+        beam = next(v for k, v in summary["test"].items() if "beam" in k and k.startswith(("captioner", "SCST",
+                                                                                            "blind")))
+        figure = f"test beam BLEU-4 {beam['BLEU-4']:.3f}, CIDEr-D {beam['CIDEr-D']:.3f}"
     else:
         figure = f"test accuracy {summary['test_accuracy'] * 100:.2f}%"
     return (f"| {summary['kind']} | {summary['preset']} | {figure} | {summary['steps']} | "

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mllm.cli import main
+from mllm.multimodal.mllm import load_captioner
 from mllm.training.config import load_config
 from mllm.vision.vit import ViT, ViTConfig
 
@@ -34,6 +35,37 @@ def test_train_mllm_tiny_writes_the_report(mllm_run):
     assert len(marks) == 6
 
 
+def test_training_batches_frozen_then_full(mirror, data_root):
+    """Frozen steps: cached features of an augmented view (view 0 = the image itself); later steps: augmented
+    uint8 images. Captions BOS w_1 .., targets w_1 .. EOS then -100; the same step gives the same batch."""
+    from mllm.data import prepare_flickr8k
+    from mllm.multimodal.train import CaptioningTask
+
+    cfg = load_config("mllm", "tiny")
+    task = CaptioningTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
+    assert task.frozen_steps == 3 and task.features.shape[0] == cfg.augment.feature_views
+    train = torch.from_numpy(task.split["train"][:5]).long()
+    with torch.no_grad():
+        task.model.eval()
+        assert torch.allclose(task.features[0, train], task.model.patch_features(task.images[train]), atol=1e-5)
+        assert not torch.allclose(task.features[1, train], task.features[0, train])
+    features, captions, targets = task.batch(1, 0)
+    assert features.dtype == torch.float32 and features.shape[:2] == (cfg.train.batch_size, task.model.vit.grid**2)
+    images, captions4, targets4 = task.batch(4, 0)
+    assert images.dtype == torch.uint8 and images.shape == (cfg.train.batch_size, 32, 32, 3)
+    for a, b in zip(task.batch(4, 0), (images, captions4, targets4), strict=True):
+        assert torch.equal(a, b)
+    tok = task.tokenizer
+    assert (captions[:, 0] == tok.bos_id).all()
+    real = targets != -100
+    assert torch.equal(targets[:, :-1][real[:, :-1]], captions[:, 1:][real[:, :-1]])  # shifted by one
+    ends = (targets == tok.eos_id).sum(1)
+    assert (ends <= 1).all() and ends.sum() > 0  # one EOS target per caption that fits, none for a cut one
+    assert (real.long().diff(dim=1) <= 0).all()  # -100 only after the caption
+    lengths = real.sum(1)
+    assert (targets[torch.arange(len(targets)), lengths - 1] == tok.eos_id)[ends == 1].all()
+
+
 def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
     from PIL import Image
 
@@ -44,6 +76,8 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
                  "--data-root", str(data_root), "--strategy", "greedy"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
+    assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0}
+    assert all(len(line.split(": ", 1)[1].split()) <= 8 for line in lines)  # the run's eval.max_len (tiny: 8)
     assert main(["caption", str(mllm_run), "--image", str(tmp_path / "none.png")]) == 2
     assert "no image file at" in capsys.readouterr().err
     (tmp_path / "bad.jpg").write_bytes(b"not an image")

@@ -104,12 +104,26 @@ def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_
     Returns logp [B, L] (log softmax(logits / temperature) at each given token, 0 past a row's end) and
     the mask [B, L] of real tokens (up to and including the first end token).
     """
-    inputs = torch.cat([torch.full_like(tokens[:, :1], bos_id), tokens[:, :-1]], dim=1)
-    logits, _ = gpt(inputs, prefix=prefix)
+    logits, _ = gpt(teacher_inputs(tokens, bos_id), prefix=prefix)
+    return logprobs_of(logits, tokens, eos_id, temperature, banned)[:2]
+
+
+def teacher_inputs(tokens: Tensor, bos_id: int) -> Tensor:
+    """Decoded tokens [B, L] -> the inputs [B, L] that predict them in one pass: BOS, tokens[:, :-1]."""
+    return torch.cat([torch.full_like(tokens[:, :1], bos_id), tokens[:, :-1]], dim=1)
+
+
+def logprobs_of(logits: Tensor, tokens: Tensor, eos_id: int, temperature: float = 1.0,
+                banned: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor]:
+    """From teacher-forced logits [B, L, V] of `tokens` [B, L]: the tokens' log-probabilities [B, L] under the
+    sampling distribution (0 past a row's end), the mask [B, L] of real tokens (up to and including the first
+    end token) and that distribution's entropy [B, L] at each position (0 past the end)."""
     scaled = _ban(logits.float(), banned) / (temperature if temperature > 0 else 1.0)
-    logp = scaled.log_softmax(-1).gather(2, tokens[:, :, None])[:, :, 0]
+    logp_all = scaled.log_softmax(-1)
+    logp = logp_all.gather(2, tokens[:, :, None])[:, :, 0]
+    entropy = -(logp_all.exp() * logp_all.nan_to_num(neginf=0.0)).sum(-1)  # banned tokens: 0 * -inf -> 0
     mask = real_token_mask(tokens, eos_id)
-    return logp.masked_fill(~mask, 0.0), mask
+    return logp.masked_fill(~mask, 0.0), mask, entropy.masked_fill(~mask, 0.0)
 
 
 @torch.no_grad()

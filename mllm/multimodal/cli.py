@@ -47,8 +47,8 @@ def caption(args: argparse.Namespace) -> int:
             names.append(name)
     if not images:
         raise ValueError("nothing to caption: pass --image FILE and/or --flickr NAME.jpg")
-    ids = model.generate(torch.from_numpy(np.stack(images)).to(args.device), max_len=args.max_len,
-                         strategy=args.strategy, beam_size=args.beam_size)
+    settings = {k: v if (v := getattr(args, k)) is not None else model.decoding[k] for k in model.decoding}
+    ids = model.generate(torch.from_numpy(np.stack(images)).to(args.device), strategy=args.strategy, **settings)
     for name, row in zip(names, ids.cpu(), strict=True):
         print(f"{name}: {tokenizer.decode(row)}")
     return 0

@@ -120,9 +120,16 @@ class Captioner(nn.Module):
         return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature, self.banned)
 
 
+DECODING_DEFAULTS = {"max_len": 24, "beam_size": 3, "length_penalty": 0.0}
+
+
 def load_captioner(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Any]:
-    """A trained captioner (eval mode) and its caption tokenizer, from a run folder or .pt file."""
+    """A trained captioner (eval mode) and its caption tokenizer, from a run folder or .pt file.
+
+    `model.decoding` holds the run's own decoding settings (eval.max_len, beam_size, length_penalty)."""
     state = load_checkpoint(path, "captioner", device)
     model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
     load_weights(model, state["model"], state["path"])
+    saved = state.get("config", {}).get("eval", {})
+    model.decoding = {k: saved.get(k, v) for k, v in DECODING_DEFAULTS.items()}
     return model.to(device).eval(), tokenizer_from_state(state["extra"]["tokenizer"])

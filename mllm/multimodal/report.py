@@ -3,6 +3,7 @@ every test caption, a gallery. Written once, at the end of a run, with the weigh
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -52,16 +53,18 @@ def nearest_neighbour_captions(task, model, batch_size: int = 500) -> list[str]:
     return [consensus_caption(task.data.captions_of(int(train[j]))) for j in nearest]
 
 
-def gallery_figure(images: np.ndarray, captions: list[str], references: list[str], path: Path) -> None:
-    """uint8 [N, S, S, 3] (what the model sees), each with its generated caption and one reference."""
+def gallery_figure(images: np.ndarray, captions: dict[str, list[str]], path: Path) -> None:
+    """uint8 [N, S, S, 3] (what the model sees), each titled with its captions: {label: one caption per image}."""
     cols = 4
     rows = -(-len(images) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
+    lines = len(captions)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, (3.6 + 0.6 * lines) * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, caption, ref in zip(axes.flat, images, captions, references, strict=False):
+    for i, (ax, image) in enumerate(zip(axes.flat, images, strict=False)):
         ax.imshow(image, interpolation="nearest")
-        ax.set_title(f"model: {caption}\nref: {ref}", fontsize=8, wrap=True, loc="left")
+        title = "\n".join(textwrap.fill(f"{label}: {texts[i]}", 50) for label, texts in captions.items())
+        ax.set_title(title, fontsize=8, loc="left")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
@@ -100,6 +103,6 @@ def write_report(task, model, run_dir: Path, log) -> dict[str, Any]:
     atomic_write_json(run_dir / "captions_test.json", {n: {"greedy": g, "beam": b, "references": refs[n]}
                                                        for n, g, b in zip(names, greedy, beam, strict=True)})
     show = np.linspace(0, len(test) - 1, task.cfg.eval.gallery).astype(int)
-    gallery_figure(data.images[test[show]], [beam[i] for i in show], [refs[names[i]][0] for i in show],
-                   run_dir / "gallery.png")
+    gallery_figure(data.images[test[show]], {"model": [beam[i] for i in show],
+                                             "ref": [refs[names[i]][0] for i in show]}, run_dir / "gallery.png")
     return {"test": rows, "most_frequent_caption": frequent}

@@ -15,13 +15,14 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
+from mllm.data.augment import random_crop, random_flip
 from mllm.evaluation.cider import CiderD
 from mllm.evaluation.tokenize import simple_tokenize
 from mllm.language.decoding import real_token_mask
 from mllm.language.tokenizer import CharTokenizer
 from mllm.training.config import Config, ConfigError
 from mllm.training.loop import LossOutput, Task
-from mllm.training.runtime import epoch_indices
+from mllm.training.runtime import epoch_indices, step_generator
 from mllm.vision.vit import ViT, ViTConfig
 
 from .mllm import Captioner, CaptionerConfig, caption_token_loss
@@ -67,10 +68,7 @@ class CaptioningTask(Task):
 
     def __init__(self, cfg: Config, data: Flickr8k):
         self.cfg, self.data, m = cfg, data, cfg.model
-        self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
-        caption_split = data.split[data.caption_image]
-        self.train_caps = np.flatnonzero(caption_split == 0)
-        self.dev_caps = np.flatnonzero(caption_split == 1)
+        self._splits(data)
         vision_state = _init_state("vision", cfg.init.vision, "vit", "train-vit")
         text_state = _init_state("text", cfg.init.text, "gpt", "train-llm")
         train_text = [str(c) for c in data.captions[self.train_caps]]
@@ -106,12 +104,23 @@ class CaptioningTask(Task):
         if m.blind:  # a baseline: the language model alone
             self.model.vit.requires_grad_(False)
             self.model.connector.requires_grad_(False)
-        self.captions = encode_captions([str(c) for c in data.captions], self.tokenizer, m.max_caption_len)
-        self.images = torch.from_numpy(data.images)
+        self._encode(data)
         t = cfg.train
         self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
-        self.features = self._cached_features() if self.frozen_steps else None
+        self.features = self._cached_features(cfg.augment.feature_views) if self.frozen_steps else None
         self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
+
+    def _splits(self, data: Flickr8k) -> None:
+        """Image indices per split; caption indices of the train and dev images."""
+        self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
+        caption_split = data.split[data.caption_image]
+        self.train_caps = np.flatnonzero(caption_split == 0)
+        self.dev_caps = np.flatnonzero(caption_split == 1)
+
+    def _encode(self, data: Flickr8k) -> None:
+        """Every caption as ids (self.tokenizer), the images as a tensor, the dev CIDEr-D scorer."""
+        self.captions = encode_captions([str(c) for c in data.captions], self.tokenizer, self.cfg.model.max_caption_len)
+        self.images = torch.from_numpy(data.images)
         self.cider = CiderD([[simple_tokenize(c).split() for c in data.captions_of(i)] for i in self.split["dev"]])
 
     def _init_vision(self, state: dict) -> None:
@@ -127,12 +136,30 @@ class CaptioningTask(Task):
         weights["tok_embed.weight"] = weights["head.weight"] = torch.cat([old, new])
         load_weights(self.model.gpt, weights, state["path"])
 
+    def augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """uint8 [B, S, S, 3] -> the same, each image shifted (zero padding, random crop) and mirrored at random."""
+        a = self.cfg.augment
+        x = images.permute(0, 3, 1, 2)
+        if a.crop_padding > 0:
+            x = random_crop(x, a.crop_padding, generator)
+        if a.flip:
+            x = random_flip(x, generator)
+        return x.permute(0, 2, 3, 1)
+
     @torch.no_grad()
-    def _cached_features(self, batch_size: int = 500) -> Tensor:
-        """The frozen ViT's patch features [N_images, P, D] of every image, computed once."""
+    def _cached_features(self, views: int = 1, batch_size: int = 500) -> Tensor:
+        """The frozen ViT's patch features [V, N_images, P, D] of V views of every train image, computed once:
+        view 0 the image itself, the others augmented (see `augment`) with a fixed seed."""
         self.model.vit.eval()
-        return torch.cat([self.model.patch_features(self.images[i : i + batch_size])
-                          for i in range(0, len(self.images), batch_size)])
+        train = torch.from_numpy(self.split["train"]).long()
+        out = torch.zeros(views, len(self.images), self.model.vit.grid**2, self.model.vit.cfg.d_model)
+        for v in range(views):
+            g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + v)
+            for i in range(0, len(train), batch_size):
+                rows = train[i : i + batch_size]
+                images = self.images[rows] if v == 0 else self.augment(self.images[rows], g)
+                out[v, rows] = self.model.patch_features(images)
+        return out
 
     def param_groups(self) -> list[dict[str, Any]]:
         t, m = self.cfg.train, self.model
@@ -151,8 +178,12 @@ class CaptioningTask(Task):
         targets = tokens[:, 1:].clone()
         targets[~real_token_mask(targets, self.tokenizer.eos_id)] = -100
         image_idx = torch.from_numpy(self.data.caption_image[idx.numpy()]).long()
-        frozen = step <= self.frozen_steps and self.features is not None
-        pixels = self.features[image_idx] if frozen else self.images[image_idx]
+        g = step_generator(t.seed, step, micro)
+        if step <= self.frozen_steps and self.features is not None:  # a cached view of each image
+            view = torch.randint(0, self.features.shape[0], (len(image_idx),), generator=g)
+            pixels = self.features[view, image_idx]
+        else:
+            pixels = self.augment(self.images[image_idx], g)
         return pixels, tokens[:, :-1], targets
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:

@@ -22,10 +22,11 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CHOICES = {"train.dtype": ("float32", "bfloat16"), "train.best_mode": ("min", "max"),
            "train.finish_with": ("best", "last"), "model.pool": ("cls", "mean"),
            "model.tokenizer": ("word", "char"), "model.connector": ("mlp", "linear"),
-           "model.reduce": ("none", "avgpool", "pixel_shuffle")}
+           "model.reduce": ("none", "avgpool", "pixel_shuffle"), "rl.baseline": ("greedy", "mean")}
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 POSITIVE = ("train.batch_size", "train.grad_accum", "train.eval_interval", "train.log_interval",
-            "train.checkpoint_interval")
+            "train.checkpoint_interval", "augment.feature_views",
+            "rl.samples")
 DERIVED = {"train.eval_interval": "train.epochs", "train.max_steps": "train.epochs"}  # 0 allowed when epochs > 0
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list}
 

@@ -1,0 +1,57 @@
+"""SCST before/after on the Flickr8k test split: the supervised and the SCST model, greedy and beam, scored the
+same way; the share of test captions that changed; distinct captions; a gallery with both models' captions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mllm.checkpoint import load_weights
+from mllm.evaluation.metrics import caption_metrics
+from mllm.io import atomic_write, atomic_write_json
+from mllm.multimodal.mllm import Captioner, CaptionerConfig
+from mllm.multimodal.report import METRICS, gallery_figure, markdown_table
+
+
+def write_rl_report(task, model, run_dir: Path, log) -> dict[str, Any]:
+    """Write metrics.json/.md, captions_test.json and gallery.png (both models) under run_dir."""
+    data, test, beam_size = task.data, task.split["test"], task.cfg.eval.beam_size
+    names = [str(data.names[i]) for i in test]
+    refs = {n: data.captions_of(int(i)) for n, i in zip(names, test, strict=True)}
+    device = next(model.parameters()).device
+    supervised = Captioner(CaptionerConfig(**task.supervised["extra"]["model_config"]))
+    load_weights(supervised, task.supervised["model"], task.supervised["path"])
+    supervised = supervised.to(device).eval()
+    captions = {}
+    for who, m in (("supervised", supervised), ("SCST", model)):
+        for strategy in ("greedy", "beam"):
+            captions[(who, strategy)] = task.captions_for(m, test, strategy)
+    rows = {}
+    for (who, strategy), texts in captions.items():
+        name = f"{who}, {'greedy' if strategy == 'greedy' else f'beam {beam_size}'}"
+        rows[name] = caption_metrics(dict(zip(names, texts, strict=True)), refs)
+        log(f"test {name}: " + "  ".join(f"{k} {rows[name][k]:.3f}" for k in METRICS if rows[name][k] is not None))
+    changed = {s: float(np.mean([a != b for a, b in zip(captions[("supervised", s)], captions[("SCST", s)],
+                                                        strict=True)])) for s in ("greedy", "beam")}
+    before, after = rows[f"supervised, beam {beam_size}"], rows[f"SCST, beam {beam_size}"]
+    relative = {k: after[k] / before[k] - 1 for k in ("CIDEr-D", "BLEU-4") if before[k]}
+    summary = {"test": rows, "changed": changed, "relative_change_beam": relative}
+    atomic_write_json(run_dir / "metrics.json", summary)
+    note = next(iter(rows.values()))["note"]
+    text = (f"# SCST before/after, Flickr8k test split ({len(names)} images, 5 references each)\n\n"
+            f"{markdown_table(rows)}\n"
+            f"Test captions that changed: {changed['greedy']:.1%} greedy, {changed['beam']:.1%} beam {beam_size}. "
+            f"Beam {beam_size}, SCST vs supervised: " + ", ".join(f"{k} {v:+.1%}" for k, v in relative.items())
+            + f".\n\n{note}\n")
+    atomic_write(run_dir / "metrics.md", lambda f: f.write(text.encode()))
+    atomic_write_json(run_dir / "captions_test.json", {
+        n: {"supervised": {s: captions[("supervised", s)][i] for s in ("greedy", "beam")},
+            "SCST": {s: captions[("SCST", s)][i] for s in ("greedy", "beam")}, "references": refs[n]}
+        for i, n in enumerate(names)})
+    show = np.linspace(0, len(test) - 1, task.cfg.eval.gallery).astype(int)
+    gallery_figure(data.images[test[show]], {"supervised": [captions[("supervised", "beam")][i] for i in show],
+                                             "SCST": [captions[("SCST", "beam")][i] for i in show],
+                                             "ref": [refs[names[i]][0] for i in show]}, run_dir / "gallery.png")
+    return summary

@@ -1,0 +1,185 @@
+"""SCST: the loss pushes samples by the sign of their advantage, the reward equals CIDEr-D written out with
+training-set document frequencies, a tiny SCST run on 4 real Flickr8k images raises their greedy reward,
+`train-rl` end to end, and the model-mismatch error."""
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from mllm.cli import main
+from mllm.evaluation.tokenize import simple_tokenize
+from mllm.language.decoding import logprobs_of, real_token_mask, teacher_inputs
+from mllm.multimodal.mllm import Captioner, CaptionerConfig
+from mllm.rl.reward import CiderReward
+from mllm.rl.scst import baseline_rewards, scst_loss
+from mllm.training.config import load_config
+
+
+def test_one_step_makes_a_sample_above_the_baseline_likelier_and_one_below_less_likely():
+    torch.manual_seed(0)
+    model = Captioner(CaptionerConfig({"image_size": 16, "patch_size": 4, "d_model": 16, "num_layers": 1,
+                                       "num_heads": 2},
+                                      {"vocab_size": 12, "context": 24, "d_model": 32, "num_layers": 1,
+                                       "num_heads": 2}, bos_id=0, eos_id=1)).eval()
+    images = torch.randint(0, 256, (1, 16, 16, 3), dtype=torch.uint8)
+    samples, _ = model.sample_captions(images, n=4, max_len=6, generator=torch.Generator().manual_seed(1))
+    rewards, greedy = torch.tensor([0.9, 0.1, 0.5, 0.5]), torch.tensor([0.5])
+    advantage = rewards - baseline_rewards(rewards, greedy, 4)
+    assert advantage.tolist() == pytest.approx([0.4, -0.4, 0.0, 0.0])
+
+    def logp():
+        logits, _ = model(teacher_inputs(samples, 0), images=images.expand(4, -1, -1, -1))
+        lp, mask, _ = logprobs_of(logits, samples, 1)
+        return lp, mask
+
+    before = logp()[0].sum(1)
+    total, count = scst_loss(*logp(), advantage)
+    assert count == 4
+    (total / count).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+        after = logp()[0].sum(1)
+    assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_mean_baseline_is_the_mean_of_the_other_samples():
+    rewards = torch.tensor([1.0, 2.0, 3.0, 10.0, 20.0, 30.0])
+    assert baseline_rewards(rewards, torch.zeros(2), 3, "mean").tolist() == [2.5, 2.0, 1.5, 25.0, 20.0, 15.0]
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        baseline_rewards(rewards, torch.zeros(6), 1, "mean")
+
+
+def _cider_d_written_out(cand, refs, corpus):
+    """CIDEr-D as its paper and pycocoevalcap define it, one caption at a time, df from `corpus` (reference sets)."""
+    def grams(tokens, n):
+        return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+    df = Counter()
+    for ref_set in corpus:
+        df.update({g for ref in ref_set for n in range(1, 5) for g in grams(ref, n)})
+    log_n = math.log(len(corpus))
+    total = 0.0
+    for ref in refs:
+        per_n = []
+        for n in range(1, 5):
+            vc = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in grams(cand, n).items()}
+            vr = {g: c * (log_n - math.log(max(1.0, df[g]))) for g, c in grams(ref, n).items()}
+            norm_c = math.sqrt(sum(v * v for v in vc.values()))
+            norm_r = math.sqrt(sum(v * v for v in vr.values()))
+            dot = sum(min(vc[g], vr[g]) * vr[g] for g in vc if g in vr)
+            cos = dot / (norm_c * norm_r) if norm_c and norm_r else 0.0
+            delta = max(len(cand) - 1, 0) - max(len(ref) - 1, 0)
+            per_n.append(cos * math.exp(-delta**2 / (2 * 6.0**2)))
+        total += sum(per_n) / 4
+    return 10 * total / len(refs)
+
+
+def test_reward_equals_cider_d_written_out_with_training_document_frequencies(mirror, data_root):
+    from mllm.data import prepare_flickr8k
+
+    data = prepare_flickr8k(data_root, mirror, image_size=32)
+    train = data.split_indices("train")[:300]
+    references = [data.captions_of(i) for i in range(len(data.images))]
+    reward = CiderReward(references, train)
+    images = [int(train[3]), int(train[3]), int(train[50]), int(data.split_indices("dev")[0])]
+    captions = [references[images[0]][0], "a dog runs through the grass", references[int(train[7])][1],
+                "two people are sitting on a bench ."]
+    got = reward(captions, images)
+    corpus = [[simple_tokenize(c).split() for c in references[i]] for i in train]
+    for caption, image, value in zip(captions, images, got, strict=True):
+        refs = [simple_tokenize(c).split() for c in references[image]]
+        assert value == pytest.approx(_cider_d_written_out(simple_tokenize(caption).split(), refs, corpus), abs=1e-9)
+    assert got[0] > got[1] > 0
+    with pytest.raises(ValueError, match="one image per caption"):
+        reward(captions, images[:2])
+
+
+@pytest.fixture(scope="module")
+def tiny_supervised(tmp_path_factory, mirror, data_root):
+    """A tiny captioner (the rl tiny preset's model) fitted to the captions of 4 training images, saved."""
+    from mllm.data import prepare_flickr8k
+    from mllm.multimodal.train import CaptioningTask
+
+    cfg = load_config("mllm", "tiny", ["train.frozen_vision_until=0"])
+    task = CaptioningTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
+    chosen = torch.from_numpy(task.split["train"][:4]).long()
+    caps = [int(c) for c in np.flatnonzero(np.isin(task.data.caption_image, chosen.numpy()))]
+    tokens = task.captions[caps]
+    targets = tokens[:, 1:].clone()
+    targets[~real_token_mask(targets, task.tokenizer.eos_id)] = -100
+    images = task.images[torch.from_numpy(task.data.caption_image[caps]).long()]
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
+    task.model.train()
+    for _ in range(200):  # a captioner that has learnt these images' captions, as SCST starts from a trained one
+        loss = task.model(tokens[:, :-1], targets, images=images)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("supervised") / "tiny.pt"
+    torch.save({"kind": "captioner", "model": task.model.state_dict(), "config": cfg.to_dict(),
+                "extra": task.extra_state()}, path)
+    return path, chosen
+
+
+def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root):
+    from mllm.data import prepare_flickr8k
+    from mllm.rl.train import SCSTTask
+
+    path, chosen = tiny_supervised
+    cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.samples=16", "rl.max_len=16"])
+    task = SCSTTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
+    model = task.model.eval()
+
+    def greedy_reward():
+        captions = [task.tokenizer.decode(r) for r in model.generate(features=task.features[chosen], max_len=16)]
+        return float(task.reward(captions, chosen.numpy()).mean())
+
+    before = greedy_reward()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(40):
+        out = task.loss(model, (task.features[chosen], chosen, torch.arange(4) + 1000 * step))
+        opt.zero_grad()
+        (out.total / out.count).backward()
+        opt.step()
+    assert set(out.metrics) == {"reward_sample", "reward_greedy", "advantage", "sample_len", "entropy",
+                                "reward_share"}
+    assert 0 <= float(out.metrics["reward_share"]) <= 1
+    assert greedy_reward() > before + 0.1
+
+
+def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):
+    path, _ = tiny_supervised
+    run = tmp_path / "rl"
+    common = ["--data-mirror", str(mirror), "--data-root", str(data_root), "train.device=cpu",
+              f"init.captioner={path}"]
+    assert main(["train-rl", "--preset", "tiny", "--run-dir", str(run), *common]) == 0
+    for name in ("metrics.json", "metrics.md", "captions_test.json", "gallery.png", "curves.png", "best.pt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"supervised, greedy", "supervised, beam 3", "SCST, greedy", "SCST, beam 3"}
+    assert 0 <= metrics["changed"]["greedy"] <= 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all({"reward_sample", "reward_greedy", "entropy"} <= set(r) for r in records if "train_loss" in r)
+    assert main(["caption", str(run), "--flickr", next(iter(json.loads((run / "captions_test.json").read_text()))),
+                 "--data-mirror", str(mirror), "--data-root", str(data_root)]) == 0
+    capsys.readouterr()
+    assert main(["train-rl", "--preset", "tiny", "--run-dir", str(tmp_path / "bad"), *common,
+                 "model.text.d_model=48", "model.max_caption_len=9"]) == 2
+    err = capsys.readouterr().err
+    assert "model.max_caption_len: checkpoint 24 vs config 9" in err
+    assert "model.text.d_model: checkpoint 32 vs config 48" in err
+    assert main(["train-rl", "--preset", "tiny", "--run-dir", str(tmp_path / "none"), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "init.captioner=runs/nowhere"]) == 2
+    assert "python main.py train-mllm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
+def test_rl_presets_hold_the_supervised_presets_model_settings(preset):
+    assert load_config("rl", preset).model.to_dict() == load_config("mllm", preset).model.to_dict()
