@@ -107,6 +107,7 @@ def tiny_supervised(tmp_path_factory, mirror, data_root):
     from mllm.multimodal.train import CaptioningTask
 
     cfg = load_config("mllm", "tiny", ["train.frozen_vision_until=0"])
+    torch.manual_seed(0)  # the same tiny captioner whatever ran before
     task = CaptioningTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
     chosen = torch.from_numpy(task.split["train"][:4]).long()
     caps = [int(c) for c in np.flatnonzero(np.isin(task.data.caption_image, chosen.numpy()))]
@@ -114,7 +115,6 @@ def tiny_supervised(tmp_path_factory, mirror, data_root):
     targets = tokens[:, 1:].clone()
     targets[~real_token_mask(targets, task.tokenizer.eos_id)] = -100
     images = task.images[torch.from_numpy(task.data.caption_image[caps]).long()]
-    torch.manual_seed(0)
     opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
     task.model.train()
     for _ in range(200):  # a captioner that has learnt these images' captions, as SCST starts from a trained one
@@ -167,6 +167,8 @@ def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, m
     assert 0 <= metrics["changed"]["greedy"] <= 1
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all({"reward_sample", "reward_greedy", "entropy"} <= set(r) for r in records if "train_loss" in r)
+    assert records[0]["step"] == 0 and "val_cider" in records[0]  # the supervised model, before any SCST step
+    assert [r["step"] for r in records if "train_loss" in r] == [1, 2, 3, 4, 5, 6]
     assert main(["caption", str(run), "--flickr", next(iter(json.loads((run / "captions_test.json").read_text()))),
                  "--data-mirror", str(mirror), "--data-root", str(data_root)]) == 0
     capsys.readouterr()
@@ -175,6 +177,10 @@ def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, m
     err = capsys.readouterr().err
     assert "model.max_caption_len: checkpoint 24 vs config 9" in err
     assert "model.text.d_model: checkpoint 32 vs config 48" in err
+    for bad, message in (("rl.temperature=0", "rl.temperature must be above 0"),
+                         ("rl.baseline=mean rl.samples=1", "needs rl.samples >= 2")):
+        assert main(["train-rl", "--preset", "tiny", "--run-dir", str(tmp_path / "t"), *common, *bad.split()]) == 2
+        assert message in capsys.readouterr().err
     assert main(["train-rl", "--preset", "tiny", "--run-dir", str(tmp_path / "none"), "--data-mirror", str(mirror),
                  "--data-root", str(data_root), "init.captioner=runs/nowhere"]) == 2
     assert "python main.py train-mllm" in capsys.readouterr().err

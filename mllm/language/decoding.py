@@ -135,8 +135,10 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     with the end token and ranks among the first K becomes a finished caption, scored by its summed
     log-probability / length ** `length_penalty` (length counts the end token; 0: the plain sum, 1: the
     mean per token); the best K others stay live. A row stops when its best finished caption beats what
-    its best live beam scores now; at max_len the live beams compete too. Beam size 1 is greedy. All
-    B * K beams run as one batch through the key/value cache, reordered as beams are chosen.
+    its best live beam scores now (exact for length_penalty 0, where a live beam's score only falls; a
+    heuristic above 0, where a longer length can still raise it); at max_len the live beams compete too.
+    Beam size 1 is greedy. All B * K beams run as one batch through the key/value cache, reordered as
+    beams are chosen.
     """
     b, k = prefix.shape[0], beam_size
     device = prefix.device

@@ -95,11 +95,7 @@ class CaptioningTask(Task):
             self._init_vision(vision_state)
         if text_state is not None:
             self._init_text(text_state)
-        longest = max(m.max_caption_len, cfg.eval.max_len)
-        if self.model.num_image_tokens + 1 + longest > self.model.gpt.cfg.context:
-            raise ConfigError(f"{self.model.num_image_tokens} image tokens + a begin token + {longest} caption tokens "
-                              f"exceed model.text.context {self.model.gpt.cfg.context}; raise the context or lower "
-                              f"model.max_caption_len / eval.max_len")
+        self._check_context({"model.max_caption_len": m.max_caption_len, "eval.max_len": cfg.eval.max_len})
         self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
         if m.blind:  # a baseline: the language model alone
             self.model.vit.requires_grad_(False)
@@ -109,6 +105,14 @@ class CaptioningTask(Task):
         self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
         self.features = self._cached_features(cfg.augment.feature_views) if self.frozen_steps else None
         self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
+
+    def _check_context(self, lengths: dict[str, int]) -> None:
+        """Image tokens + a begin token + the longest caption must fit the language model's context."""
+        key, longest = max(lengths.items(), key=lambda kv: kv[1])
+        if self.model.num_image_tokens + 1 + longest > self.model.gpt.cfg.context:
+            raise ConfigError(f"{self.model.num_image_tokens} image tokens + a begin token + {longest} caption tokens "
+                              f"({key}) exceed model.text.context {self.model.gpt.cfg.context}; raise the context or "
+                              f"lower {' / '.join(lengths)}")
 
     def _splits(self, data: Flickr8k) -> None:
         """Image indices per split; caption indices of the train and dev images."""

@@ -48,18 +48,35 @@ def load_supervised(cfg: Config) -> dict:
     return state
 
 
+def check_rl_settings(cfg: Config) -> None:
+    r = cfg.rl
+    if r.temperature <= 0:
+        raise ConfigError(f"rl.temperature must be above 0 (got {r.temperature}): SCST learns from sampled captions")
+    if r.baseline == "mean" and r.samples < 2:
+        raise ConfigError("rl.baseline=mean needs rl.samples >= 2 (the mean of an image's other samples)")
+    if r.entropy_bonus < 0:
+        raise ConfigError(f"rl.entropy_bonus must be 0 or more, got {r.entropy_bonus}")
+    if cfg.model.blind:
+        raise ConfigError("model.blind=true: a blind captioner does not see the image; SCST fine-tunes captioners "
+                          "that do (init.captioner = a run trained with model.blind=false)")
+
+
 class SCSTTask(CaptioningTask):
     """Shares the supervised task's data handling, decoding and dev evaluation; replaces its batches and loss."""
 
     kind = "captioner"  # an SCST checkpoint is a captioner: `caption` and the report read it the same way
+    eval_at_start = True  # step 0 = the supervised model: the curves' start, and best.pt until SCST beats it
 
     def __init__(self, cfg: Config, data: Flickr8k):
-        self.cfg, self.data = cfg, data
+        self.cfg, self.data, r = cfg, data, cfg.rl
+        check_rl_settings(cfg)
         state = load_supervised(cfg)
-        self.supervised = state
+        self.supervised = {k: state[k] for k in ("model", "extra", "path")}  # the "before" of the report
         self.model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
         load_weights(self.model, state["model"], state["path"])
         self.tokenizer = tokenizer_from_state(state["extra"]["tokenizer"])
+        self._check_context({"model.max_caption_len": cfg.model.max_caption_len, "rl.max_len": r.max_len,
+                             "eval.max_len": cfg.eval.max_len})
         self._splits(data)
         self._encode(data)
         self.model.vit.head.requires_grad_(False)
@@ -69,7 +86,6 @@ class SCSTTask(CaptioningTask):
             self.features = self._cached_features(views=1)[0]
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
         self.frozen_steps = 0
-        self._last_call = None
 
     def param_groups(self) -> list[dict[str, Any]]:
         t, m = self.cfg.train, self.model
@@ -84,7 +100,7 @@ class SCSTTask(CaptioningTask):
         images = torch.from_numpy(self.split["train"])[epoch_indices(len(self.split["train"]), t.batch_size, k, t.seed)]
         images = images.long()
         pixels = self.features[images] if self.features is not None else self.images[images]
-        seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))  # one per row: shards sample apart
+        seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))  # a shard samples with its first row's seed
         return pixels, images, seeds
 
     def loss(self, net: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
@@ -111,18 +127,12 @@ class SCSTTask(CaptioningTask):
         logits, _ = net(teacher_inputs(samples, model.bos_id), **repeated)
         logp, mask, entropy = logprobs_of(logits, samples, model.eos_id, r.temperature, model.banned)
         total, count = scst_loss(logp, mask, advantage, entropy, r.entropy_bonus)
-        step_seconds = time.perf_counter() - (self._last_call or start)
-        self._last_call = time.perf_counter()
+        loss_seconds = time.perf_counter() - start  # sampling, rewards, forward (not the backward: an upper bound)
         tokens = mask.sum()
         return LossOutput(total, count, {
             "reward_sample": sample_r.mean(), "reward_greedy": greedy_r.mean(), "advantage": advantage.mean(),
             "sample_len": tokens / len(samples), "entropy": entropy.sum().detach() / tokens,
-            "reward_share": reward_seconds / max(step_seconds, 1e-9)})
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        metrics = super().evaluate(model)
-        self._last_call = None  # the next step's time excludes the evaluation
-        return metrics
+            "reward_share": reward_seconds / max(loss_seconds, 1e-9)})
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         from .report import write_rl_report

@@ -230,6 +230,8 @@ class Trainer:
         bar = tqdm(total=self.t.max_steps, initial=self.step, disable=not self.dist.main, desc=self.task.kind,
                    dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
         try:
+            if self.step == 0 and self.task.eval_at_start:  # the starting point of the curves, and a candidate best
+                self._evaluate()
             while self.step < self.t.max_steps:
                 metrics = self._train_step()
                 self.elapsed = time.time() - started

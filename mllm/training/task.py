@@ -30,6 +30,7 @@ class Task(ABC):
     kind = "task"
     find_unused_parameters = False  # under DDP: True when some trainable parameters sit out some steps
     eval_metrics: tuple[str, ...] = ()  # the keys `evaluate` reports; train.best_metric must be one of them
+    eval_at_start = False  # True: evaluate (and keep as best.pt) the starting weights too, e.g. when fine-tuning
     model: nn.Module
 
     @abstractmethod
