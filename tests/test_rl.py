@@ -186,6 +186,16 @@ def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, m
     assert "python main.py train-mllm" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("preset", ["tiny", "cpu", "gpu"])
+def _presets(name: str) -> list[str]:
+    from mllm.training.config import CONFIG_DIR, read_yaml
+
+    return list(read_yaml((CONFIG_DIR / f"{name}.yaml").read_text())["presets"])
+
+
+def test_every_supervised_preset_has_an_rl_preset():
+    assert _presets("rl") == _presets("mllm")
+
+
+@pytest.mark.parametrize("preset", _presets("mllm"))
 def test_rl_presets_hold_the_supervised_presets_model_settings(preset):
     assert load_config("rl", preset).model.to_dict() == load_config("mllm", preset).model.to_dict()
