@@ -14,7 +14,7 @@ from torch import nn
 from mllm.training import loop
 from mllm.training.config import ConfigError, load_config
 from mllm.training.loop import LossOutput, Task, Trainer, TrainingError
-from mllm.training.plots import panels_of
+from mllm.training.plots import moving_average, panels_of
 from mllm.training.runtime import Dist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,3 +188,10 @@ def test_loop_guards_name_the_problem(tmp_path):
         Trainer(ForgetsItsMetric(), _cfg(), tmp_path / "c").fit()
     with pytest.raises(ConfigError, match="train.max_steps must be at least 1, got 0"):
         Trainer(MaskedRegression(), _cfg("train.max_steps=0"), tmp_path / "d")
+
+
+def test_panels_group_rewards_and_long_series_get_a_moving_average():
+    assert panels_of(["train_loss", "reward_sample", "reward_greedy", "reward_share", "val_loss"]) == [
+        ["train_loss", "val_loss"], ["reward_sample", "reward_greedy"], ["reward_share"]]
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([2.0, 4.0], 5).tolist() == [2.0, 3.0]

@@ -10,10 +10,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from mllm.io import atomic_write  # noqa: E402
 
 NOT_PLOTTED = ("step", "lr", "time")
+SMOOTH_ABOVE = 300  # series with more points get a moving average
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -25,11 +27,20 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def panels_of(keys: list[str]) -> list[list[str]]:
-    """Group metric names into panels: all `*loss`, all `*accuracy`, then one panel per other metric."""
+    """Group metric names into panels: all `*loss`, all `*accuracy`, the rewards (`reward_*` but a share), then
+    one panel per other metric."""
     losses = [k for k in keys if k.endswith("loss")]
     accuracies = [k for k in keys if "accuracy" in k]
-    others = [[k] for k in keys if k not in losses and k not in accuracies]
-    return [p for p in (losses, accuracies) if p] + others
+    rewards = [k for k in keys if k.startswith("reward_") and not k.endswith("share")]
+    grouped = set(losses + accuracies + rewards)
+    return [p for p in (losses, accuracies, rewards) if p] + [[k] for k in keys if k not in grouped]
+
+
+def moving_average(ys: list[float], window: int) -> np.ndarray:
+    """The mean of each point and the window - 1 before it (fewer at the start): [len(ys)]."""
+    sums = np.cumsum(np.asarray(ys, dtype=np.float64))
+    ahead = np.concatenate([np.zeros(window), sums[:-window]]) if len(sums) > window else np.zeros(len(sums))
+    return (sums - ahead[: len(sums)]) / np.minimum(np.arange(1, len(sums) + 1), window)
 
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "",
@@ -54,11 +65,17 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "",
     for ax, keys in zip(axes.flat, panels, strict=False):
         for key in keys:
             xs, ys = series[key]
-            ax.plot(xs, ys, label=key, marker="o" if len(xs) < 30 else None, markersize=3)
+            if len(xs) < SMOOTH_ABOVE:
+                ax.plot(xs, ys, label=key, marker="o" if len(xs) < 30 else None, markersize=3)
+            else:  # noisy per-step values: faint, with their moving average on top
+                window = max(10, len(xs) // 50)
+                line, = ax.plot(xs, ys, alpha=0.25, linewidth=0.8)
+                ax.plot(xs, moving_average(ys, window), color=line.get_color(), label=f"{key} (mean of {window})")
         for step, label in (marks or {}).items():
             ax.axvline(step, color="grey", linestyle="--", linewidth=1, label=label)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy" if "accuracy" in keys[0] else keys[0])
+        ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy" if "accuracy" in keys[0] else
+                      "reward" if len(keys) > 1 and keys[0].startswith("reward_") else keys[0])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
