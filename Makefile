@@ -1,5 +1,7 @@
 # make demo  -- set up .venv and run every stage that has landed (PRESET=tiny for a one-minute smoke run)
 # make test  -- set up .venv and run the test suite
+# make browser -- install Debian's chromium and chromium-driver for the web demo's browser test (apt-get, no download
+#                 by the tests; sudo only when not root)
 # TORCH_SPEC picks the torch build: the default takes PyPI's; CI sets torch==2.13.0 (a local CPU build).
 PYTHON ?= python3
 TORCH_SPEC ?= torch
@@ -8,7 +10,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 PRESET ?= cpu
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(VENV)/.installed
 
@@ -23,6 +25,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .

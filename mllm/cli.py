@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.multimodal.cli", "caption"))
 
+    from mllm.serve.cli import add_serve_args
+
+    p = sub.add_parser("serve", help="local web demo: caption your image (supervised vs SCST) and generate text")
+    add_serve_args(p)
+    p.set_defaults(func=_lazy("mllm.serve.cli", "serve"))
+
     p = sub.add_parser("reverse", help="train the encoder-decoder Transformer to reverse digit strings")
     p.add_argument("--steps", type=int, default=1500, help="optimizer-step budget (default 1500)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock cap as well (default none)")
