@@ -89,13 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1500, help="optimizer-step budget (default 1500)")
     p.add_argument("--seconds", type=float, default=None, help="optional wall-clock cap as well (default none)")
     p.add_argument("--target", type=float, default=0.99, help="held-out token accuracy to stop at")
+    p.add_argument("--run-dir", default=None, help="keep the log, a summary and examples here (default: print only)")
     p.set_defaults(func=_lazy("mllm.transformer.toy", "reverse_command"))
 
-    p = sub.add_parser("demo", help="run every stage that has landed (data, toy, GPT, ViT) and print the results")
-    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about a minute), cpu (about 50 minutes), gpu")
-    p.add_argument("--runs", default="runs", help="folder for the run folders (default runs/)")
+    p = sub.add_parser("demo", help="run every stage in order (data, Transformer toy, ViT, GPT, captioner, blind "
+                                    "baseline, SCST, tests) and write runs/REPORT.md; finished stages are skipped")
+    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, a few minutes), cpu (about 3.5 hours on "
+                                                   "2 CPU cores), gpu (the full recipe)")
+    p.add_argument("--runs", default="runs", help="folder for the run folders and the report (default runs/)")
+    p.add_argument("--tests", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the test suite for the report (default: yes, except for --preset tiny)")
+    p.add_argument("--skip", nargs="*", choices=["reverse", "vit", "gpt", "captioner", "blind", "scst"],
+                   help="stages to leave out (the report says they did not run)")
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.pipeline", "demo_command"))
+
+    p = sub.add_parser("report", help="write the report from the run folders that exist (no training)")
+    p.add_argument("--preset", default="cpu", help="whose runs: runs/<stage>-<preset> (default cpu)")
+    p.add_argument("--runs", default="runs", help="folder holding the run folders (default runs/)")
+    p.add_argument("--out", default=None, help="report path (default <runs>/REPORT.md); figures go beside it")
+    p.set_defaults(func=_lazy("mllm.pipeline", "report_command"))
     return parser
 
 

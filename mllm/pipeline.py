@@ -1,41 +1,189 @@
-"""`python main.py demo`: every stage that has landed, in order, each skipped if its run is complete."""
+"""`python main.py demo`: every stage in order, then the report; finished stages are skipped, a stopped one resumes.
+
+    data -> reverse -> vit -> gpt -> captioner -> blind -> scst -> tests -> report
+
+A training stage is finished when its run folder holds summary.json (written last, atomically); it is then
+skipped if its config is the one this command would train, and an error naming the differing keys if not. A
+run folder with last.pt but no summary.json was stopped mid-way: it is resumed from its last checkpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from mllm.data.prepare import prepare_all
+from mllm.io import atomic_write_json
+from mllm.training.config import ConfigError, config_diff, load_config
+from mllm.training.launch import WHERE_KEYS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | None = None,
-             runs: str = "runs") -> int:
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline. Training stages name their command, config and run folder (under --runs)."""
+
+    name: str
+    title: str
+    minutes: dict[str, float]  # expected minutes per preset on 2 CPU cores (measured), for the estimate
+    command: str | None = None
+    config: str | None = None
+    run: str | None = None  # run folder name, {preset} filled in
+    overrides: tuple[str, ...] = ()
+    inits: tuple[tuple[str, str], ...] = ()  # (config key, run folder) pairs that chain the stages
+
+
+STAGES = (
+    Stage("data", "prepare CIFAR-10, Tiny Shakespeare and Flickr8k", {"tiny": 0.1, "cpu": 3}),
+    Stage("reverse", "Transformer core: reverse digit strings", {"tiny": 0.3, "cpu": 0.3}, run="reverse-{preset}"),
+    Stage("vit", "Vision Transformer on CIFAR-10", {"tiny": 0.2, "cpu": 23}, "train-vit", "vit", "vit-{preset}"),
+    Stage("gpt", "char GPT on Tiny Shakespeare", {"tiny": 0.2, "cpu": 25}, "train-llm", "gpt", "gpt-{preset}"),
+    Stage("captioner", "captioner on Flickr8k", {"tiny": 0.4, "cpu": 50}, "train-mllm", "mllm", "mllm-{preset}",
+          inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
+    Stage("blind", "blind captioner (the baseline without the image)", {"tiny": 0.4, "cpu": 38}, "train-mllm",
+          "mllm", "mllm-{preset}-blind", ("model.blind=true",),
+          inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
+    Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 40}, "train-rl", "rl", "rl-{preset}",
+          inits=(("init.captioner", "mllm-{preset}"),)),
+    Stage("tests", "the test suite", {"tiny": 0, "cpu": 5}),
+    Stage("report", "the report", {"tiny": 0.1, "cpu": 0.5}),
+)
+LOCATION_PREFIXES = ("init.",)  # where a run's starting weights are, not what it is
+REVERSE_ARGS = {"tiny": ["--steps", "100", "--target", "0.2"]}  # a smoke run: a few seconds, not the full 0.99
+
+
+def stage_overrides(stage: Stage, preset: str, runs: Path) -> list[str]:
+    """The stage's overrides, with each init that the preset sets pointed at the run folder under `runs`."""
+    preset_cfg = load_config(stage.config, preset)
+    inits = [f"{key}={runs / folder.format(preset=preset)}" for key, folder in stage.inits
+             if preset_cfg.get(key.split(".")[0], {}).get(key.split(".")[1]) is not None]
+    return [*stage.overrides, *inits]
+
+
+def config_changes(run_dir: Path, stage: Stage, preset: str, overrides: list[str]) -> dict[str, tuple]:
+    """Keys whose value in the finished run differs from what this command would train (locations ignored)."""
+    saved = json.loads((run_dir / "config.json").read_text())
+    fresh = load_config(stage.config, preset, overrides)
+    return {k: v for k, v in config_diff(saved, fresh).items()
+            if k not in WHERE_KEYS and not k.startswith(LOCATION_PREFIXES)
+            and not (k.startswith("train.") and v[1] == 0)}  # 0 = derived when the run starts (e.g. from epochs)
+
+
+class Progress:
+    """One line per stage: elapsed time and an estimate of what is left, scaled by how fast stages ran here."""
+
+    def __init__(self, stages: list[Stage], preset: str):
+        self.stages, self.preset, self.start = stages, preset, time.time()
+        self.expected_done = self.actual_done = 0.0
+
+    def minutes_left(self, index: int) -> float | None:
+        rest = [s.minutes.get(self.preset) for s in self.stages[index:]]
+        if any(m is None for m in rest):
+            return None
+        speed = self.actual_done / self.expected_done if self.expected_done > 1.0 else 1.0
+        return speed * sum(rest)
+
+    def begin(self, index: int, what: str) -> None:
+        left = self.minutes_left(index)
+        estimate = f"about {left:.0f} min left" if left is not None else "no estimate for this preset"
+        print(f"\n== [{index + 1}/{len(self.stages)}] {self.stages[index].name}: {what}  "
+              f"(elapsed {(time.time() - self.start) / 60:.1f} min, {estimate}) ==", flush=True)
+
+    def end(self, index: int, seconds: float, ran: bool) -> None:
+        if ran:  # skipped stages say nothing about this machine's speed
+            self.expected_done += self.stages[index].minutes.get(self.preset) or 0.0
+            self.actual_done += seconds / 60
+        print(f"== {self.stages[index].name} {'done' if ran else 'skipped'} in {seconds / 60:.1f} min ==", flush=True)
+
+
+def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[str]) -> bool:
+    """Train the stage's run unless it is finished; resume it if it was stopped. Returns whether it ran."""
     from mllm.cli import main as cli
 
-    data = ["--data-root", data_root or "data"] + (["--data-mirror", mirror] if mirror else [])
-    print("== 1/4 data ==")
-    prepare_all(data_root or "data", mirror)
-    print("== 2/4 Transformer core: reverse digit strings ==")
-    if cli(["reverse", "--seconds", "120"]) != 0:
-        return 1
-    results = {}
-    for i, (command, name) in enumerate([("train-llm", "gpt"), ("train-vit", "vit")], start=3):
-        run_dir = Path(runs) / f"{name}-{preset}"
-        print(f"== {i}/4 {command} --preset {preset} -> {run_dir} ==")
-        if not (run_dir / "summary.json").is_file():
-            resume = ["--resume"] if (run_dir / "last.pt").is_file() else []
-            if cli([command, "--preset", preset, "--run-dir", str(run_dir), *data, *resume]) != 0:
-                return 1
-        results[name] = json.loads((run_dir / "summary.json").read_text())
-    gpt, vit = results["gpt"], results["vit"]
-    print("\n== results ==")
-    print(f"char GPT  val loss {gpt['val_loss']:.4f} (nats/char)  {gpt['wall_time_s'] / 60:.1f} min  "
-          f"samples: {Path(runs) / f'gpt-{preset}' / 'samples.md'}")
-    print(f"ViT       test accuracy {vit['test_accuracy']:.4f}  {vit['wall_time_s'] / 60:.1f} min  "
-          f"figures: {Path(runs) / f'vit-{preset}'}")
+    run_dir = runs / stage.run.format(preset=preset)
+    overrides = stage_overrides(stage, preset, runs)
+    if (run_dir / "summary.json").is_file():
+        changes = config_changes(run_dir, stage, preset, overrides)
+        if changes:
+            listing = ", ".join(f"{k}: {a!r} (run) vs {b!r}" for k, (a, b) in changes.items())
+            raise ConfigError(f"{run_dir} holds a finished {stage.name} run with another config ({listing}); "
+                              f"move it away, or pass --runs NEW_FOLDER to train every stage afresh")
+        print(f"{run_dir} is finished with this config: skipped")
+        return False
+    resume = ["--resume"] if (run_dir / "last.pt").is_file() else []
+    if resume:
+        print(f"{run_dir} was stopped before it finished: resuming from its last.pt")
+    argv = [stage.command, "--preset", preset, "--run-dir", str(run_dir), *data_args, *resume, *overrides]
+    if cli(argv) != 0:
+        raise RuntimeError(f"stage {stage.name} failed: python main.py {' '.join(argv)}")
+    return True
+
+
+def run_tests(out: Path) -> None:
+    """Run the test suite (the README's test command) and keep its summary line for the report."""
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=REPO,
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    summary = next((line.strip("= ") for line in reversed(lines) if re.search(r"\d+ (passed|failed|error)", line)),
+                   lines[-1] if lines else "(no output)")
+    print(summary)
+    atomic_write_json(out, {"command": "python -m pytest -q", "summary": summary, "exit_code": proc.returncode,
+                            "wall_time_s": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M")})
+
+
+def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | None = None, runs: str = "runs",
+             tests: bool | None = None, skip: tuple[str, ...] = ()) -> int:
+    from mllm.cli import main as cli
+    from mllm.data.prepare import prepare_all
+    from mllm.report import write_report
+
+    runs_dir = Path(runs)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    data_args = ["--data-root", data_root or "data"] + (["--data-mirror", mirror] if mirror else [])
+    tests = preset != "tiny" if tests is None else tests
+    stages = [s for s in STAGES if s.name not in skip and (tests or s.name != "tests")]
+    progress, log_path = Progress(stages, preset), runs_dir / f"pipeline-{preset}.json"
+    record = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    for i, stage in enumerate(stages):
+        progress.begin(i, stage.title)
+        start, ran = time.time(), True
+        if stage.name == "data":
+            prepare_all(data_root or "data", mirror)
+        elif stage.name == "reverse":
+            run_dir = runs_dir / stage.run.format(preset=preset)
+            if (run_dir / "summary.json").is_file():
+                ran = False
+            elif cli(["reverse", *REVERSE_ARGS.get(preset, []), "--seconds", "300", "--run-dir", str(run_dir)]) != 0:
+                print("the reversal did not reach its target accuracy; the report says so")
+        elif stage.name == "tests":
+            run_tests(runs_dir / "tests.json")
+        elif stage.name == "report":
+            path = write_report(runs_dir, preset, runs_dir / "REPORT.md")
+            print(f"report written to {path}")
+        else:
+            ran = run_training_stage(stage, preset, runs_dir, data_args)
+        progress.end(i, time.time() - start, ran)
+        if ran:
+            record[stage.name] = {"seconds": round(time.time() - start, 1), "finished": time.strftime("%F %T")}
+            atomic_write_json(log_path, record)
+    print(f"\nall stages done in {(time.time() - progress.start) / 60:.1f} min; read {runs_dir / 'REPORT.md'}")
     return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    return run_demo(args.preset, args.data_root, args.data_mirror, args.runs)
+    return run_demo(args.preset, args.data_root, args.data_mirror, args.runs, args.tests, tuple(args.skip or ()))
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from mllm.report import write_report
+
+    path = write_report(Path(args.runs), args.preset, Path(args.out) if args.out else None)
+    print(f"report written to {path}")
+    return 0

@@ -64,7 +64,7 @@ def encode_captions(captions: list[str], tokenizer, max_len: int) -> Tensor:
 
 class CaptioningTask(Task):
     kind = "captioner"
-    eval_metrics = ("val_loss", "val_cider")
+    eval_metrics = ("val_loss", "val_cider", "val_distinct")  # distinct: different dev captions
 
     def __init__(self, cfg: Config, data: Flickr8k):
         self.cfg, self.data, m = cfg, data, cfg.model
@@ -230,7 +230,7 @@ class CaptioningTask(Task):
         captions = self.captions_for(model, images)
         refs = [[simple_tokenize(c).split() for c in self.data.captions_of(i)] for i in images]
         cider, _ = self.cider.score([simple_tokenize(c).split() for c in captions], refs)
-        return {"val_loss": self.dev_loss(model), "val_cider": cider}
+        return {"val_loss": self.dev_loss(model), "val_cider": cider, "val_distinct": float(len(set(captions)))}
 
     def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
         images = self.split["dev"][:3]

@@ -1,0 +1,212 @@
+"""One function per report section: each reads its stage's run folder and returns markdown (figures copied)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mllm.multimodal.report import markdown_table
+from mllm.training.config import config_diff
+from mllm.training.launch import WHERE_KEYS
+
+from .tables import ablation_table, analysis_captioner, analysis_scst, fmt, minutes
+
+
+@dataclass
+class Context:
+    """Where the runs are (runs/<stage>-<preset>), where the report goes and where its figures are copied."""
+
+    runs: Path
+    preset: str
+    out_dir: Path
+    fig_dir: Path
+
+    def folder(self, stage: str) -> Path:
+        names = {"reverse": "reverse-{p}", "vit": "vit-{p}", "gpt": "gpt-{p}", "captioner": "mllm-{p}",
+                 "blind": "mllm-{p}-blind", "scst": "rl-{p}"}
+        return self.runs / names[stage].format(p=self.preset)
+
+    def summary(self, stage: str) -> dict[str, Any] | None:
+        path = self.folder(stage) / "summary.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def figure(self, stage: str, file: str, alt: str) -> str:
+        """Copy runs/<stage run>/<file> next to the report; the markdown image line (or a note if missing)."""
+        src = self.folder(stage) / file
+        if not src.is_file():
+            return f"*(figure {file} missing from {self.folder(stage)})*"
+        self.fig_dir.mkdir(parents=True, exist_ok=True)
+        dst = self.fig_dir / f"{stage}-{file}"
+        shutil.copyfile(src, dst)
+        return f"![{alt}]({dst.relative_to(self.out_dir).as_posix()})"
+
+    def missing(self, stage: str, command: str) -> str:
+        return f"*Not run yet: `{command}` (or `python main.py demo --preset {self.preset}`) writes " \
+               f"{self.folder(stage)}.*\n"
+
+
+def summary_section(ctx: Context) -> str:
+    rows = ["## Results at a glance\n", "| stage | result (test split) | steps | wall time |", "|---|---|---|---|"]
+    for stage, label, result in [
+        ("reverse", "Transformer core, digit reversal", lambda s: f"held-out token accuracy {fmt(s['accuracy'])}"),
+        ("vit", "ViT, CIFAR-10", lambda s: f"accuracy {fmt(s['test_accuracy'])}"),
+        ("gpt", "char GPT, Tiny Shakespeare", lambda s: f"validation loss {fmt(s['val_loss'], 4)} nats/char"),
+        ("captioner", "captioner, Flickr8k", lambda s: _cider_line(s, "captioner")),
+        ("blind", "blind captioner (baseline)", lambda s: _cider_line(s, "blind captioner")),
+        ("scst", "SCST fine-tune, Flickr8k", lambda s: _cider_line(s, "SCST")),
+    ]:
+        s = ctx.summary(stage)
+        rows.append(f"| {label} | {result(s)} | {s['steps']} | {minutes(s['wall_time_s'])} |" if s
+                    else f"| {label} | not run | - | - |")
+    return "\n".join(rows) + "\n"
+
+
+def _cider_line(s: dict, label: str) -> str:
+    beam = next(v for k, v in s["test"].items() if k.startswith(f"{label}, beam"))
+    greedy = s["test"][f"{label}, greedy"]
+    return f"CIDEr-D {fmt(beam['CIDEr-D'])} beam, {fmt(greedy['CIDEr-D'])} greedy; BLEU-4 {fmt(beam['BLEU-4'])} beam"
+
+
+def tests_section(ctx: Context) -> str:
+    path = ctx.runs / "tests.json"
+    head = "## The test suite\n"
+    if not path.is_file():
+        return head + f"\n*Not run for this report: `python main.py demo --preset {ctx.preset} --tests` runs it.*\n"
+    t = json.loads(path.read_text())
+    state = "passed" if t["exit_code"] == 0 else f"FAILED (exit code {t['exit_code']})"
+    return head + f"\n`{t['command']}` on {t['date']}: **{t['summary']}** ({state}, {minutes(t['wall_time_s'])}).\n"
+
+
+def reverse_section(ctx: Context) -> str:
+    s, head = ctx.summary("reverse"), "## 1. The Transformer core: reversing digit strings\n"
+    if s is None:
+        return head + ctx.missing("reverse", "python main.py reverse --run-dir " + str(ctx.folder("reverse")))
+    ok = "reached" if s["accuracy"] >= s["target"] else "did NOT reach"
+    lines = [head, f"The hand-written encoder-decoder Transformer {ok} the target: held-out token accuracy "
+             f"{fmt(s['accuracy'])} (target {fmt(s['target'], 2)}) after {s['steps']} steps in "
+             f"{s['wall_time_s']:.1f} s. Greedy decodes of three new strings:\n",
+             "| input | output | correct |", "|---|---|---|"]
+    lines += [f"| `{e['input']}` | `{e['output']}` | {'yes' if e['correct'] else 'no'} |" for e in s["examples"]]
+    return "\n".join(lines) + "\n"
+
+
+def vit_section(ctx: Context) -> str:
+    s, head = ctx.summary("vit"), "## 2. Vision Transformer on CIFAR-10\n"
+    if s is None:
+        return head + ctx.missing("vit", f"python main.py train-vit --preset {ctx.preset}")
+    classes = s["per_class_accuracy"]
+    best, worst = max(classes, key=classes.get), min(classes, key=classes.get)
+    lines = [head, f"Test accuracy **{fmt(s['test_accuracy'])}** on the 10,000 test images (chance 0.100), with the "
+             f"weights chosen on the validation split (val accuracy {fmt(s['val_accuracy'])}; "
+             f"{s['train_images']:,} training images). {s['steps']} steps, {minutes(s['wall_time_s'])}.\n",
+             f"Analysis: {fmt(s['test_accuracy'] / 0.1, 1)}x chance. The best class is {best} "
+             f"({fmt(classes[best])}), the worst {worst} ({fmt(classes[worst])}); validation and test differ by "
+             f"{abs(s['val_accuracy'] - s['test_accuracy']) * 100:.1f} points, so the held-out choice did not "
+             f"overfit the validation split.\n",
+             "| class | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes),
+             "| test accuracy | " + " | ".join(fmt(v) for v in classes.values()) + " |\n"]
+    for file, alt in [("curves.png", "ViT training curves"), ("confusion.png", "confusion matrix"),
+                      ("attention.png", "attention maps"), ("predictions.png", "test predictions")]:
+        lines += [ctx.figure("vit", file, alt), ""]
+    return "\n".join(lines) + "\n"
+
+
+def gpt_section(ctx: Context) -> str:
+    s, head = ctx.summary("gpt"), "## 3. Character-level GPT on Tiny Shakespeare\n"
+    if s is None:
+        return head + ctx.missing("gpt", f"python main.py train-llm --preset {ctx.preset}")
+    gen, src = s["style"]["generated"], s["style"]["source"]
+    lines = [head, f"Validation loss **{fmt(s['val_loss'], 4)} nats per character** (perplexity "
+             f"{2.718281828 ** s['val_loss']:.2f} over the characters), {s['steps']} steps, "
+             f"{minutes(s['wall_time_s'])}.\n",
+             f"Style of the generated text against held-out source text: known-word share "
+             f"{fmt(gen['known_word_share'])} vs {fmt(src['known_word_share'])}, mean line length "
+             f"{gen['mean_line_length']:.1f} vs {src['mean_line_length']:.1f} characters, speaker-line share "
+             f"{fmt(gen['speaker_line_share'])} vs {fmt(src['speaker_line_share'])}.\n",
+             "| statistic | generated | source |", "|---|---|---|"]
+    lines += [f"| {k.replace('_', ' ')} | {fmt(gen[k])} | {fmt(src[k])} |" for k in gen]
+    lines += ["", ctx.figure("gpt", "curves.png", "GPT training curves"), "", *_samples(ctx.folder("gpt"))]
+    return "\n".join(lines) + "\n"
+
+
+def _samples(run_dir: Path, count: int = 2) -> list[str]:
+    """The first `count` samples of samples.md, each beside its source excerpt."""
+    path = run_dir / "samples.md"
+    if not path.is_file():
+        return ["*(samples.md missing)*"]
+    blocks = re.findall(r"## Sample (\d+).*?```\n(.*?)```.*?```\n(.*?)```", path.read_text(), re.S)
+    out = []
+    for number, generated, source in blocks[:count]:
+        out += [f"Sample {number} (generated, left) beside a source excerpt (right):\n",
+                "<table><tr><th>generated</th><th>Tiny Shakespeare</th></tr><tr>",
+                f"<td><pre>{_html(generated)}</pre></td><td><pre>{_html(source)}</pre></td></tr></table>\n"]
+    return out
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def captioner_section(ctx: Context) -> str:
+    s, head = ctx.summary("captioner"), "## 4. The captioner on Flickr8k\n"
+    if s is None:
+        return head + ctx.missing("captioner", f"python main.py train-mllm --preset {ctx.preset}")
+    blind = ctx.summary("blind")
+    rows = dict(s["test"])
+    if blind:
+        rows.update({k: v for k, v in blind["test"].items() if k.startswith("blind captioner")})
+    lines = [head, f"ViT + connector + GPT, {s['steps']} steps in {minutes(s['wall_time_s'])}; weights chosen on "
+             f"dev CIDEr-D ({fmt(s['best_val_cider'])}); scored on the 1,000 test images against their 5 "
+             f"references with the COCO caption toolkit.\n", markdown_table(rows), analysis_captioner(rows),
+             ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), _differences),
+             ctx.figure("captioner", "curves.png", "captioner curves"), "",
+             ctx.figure("captioner", "gallery.png", "test images with their captions")]
+    return "\n".join(lines) + "\n"
+
+
+def scst_section(ctx: Context) -> str:
+    s, head = ctx.summary("scst"), "## 5. SCST: reinforcement learning on CIDEr-D\n"
+    if s is None:
+        return head + ctx.missing("scst", f"python main.py train-rl --preset {ctx.preset}")
+    cfg = json.loads((ctx.folder("scst") / "config.json").read_text())
+    rl = cfg["rl"]
+    lines = [head, f"From the supervised captioner: {rl['samples']} samples per image at temperature "
+             f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}, lr "
+             f"{cfg['train']['lr']}; {s['steps']} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on dev "
+             f"CIDEr-D ({fmt(s['best_val_cider'])}).\n", markdown_table(s["test"]), analysis_scst(s),
+             ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences),
+             ctx.figure("scst", "curves.png", "SCST curves"), "",
+             ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions")]
+    return "\n".join(lines) + "\n"
+
+
+def _differences(main: dict, other: dict, limit: int = 6) -> str:
+    """The config keys in which an ablation run differs from the main run (locations left out)."""
+    diff = {k: v for k, v in config_diff(main, other).items() if k not in WHERE_KEYS and k != "preset"}
+    text = ", ".join(f"{k}={json.dumps(v[1])}" for k, v in list(diff.items())[:limit])
+    return text + (f", ... ({len(diff)} keys)" if len(diff) > limit else "") or "(same config)"
+
+
+def hardware_section(ctx: Context) -> str:
+    lines = ["## Hardware and wall time\n", "| stage | device | CPU | cores | torch | wall time |",
+             "|---|---|---|---|---|---|"]
+    for stage in ("vit", "gpt", "captioner", "blind", "scst"):
+        s = ctx.summary(stage)
+        if s and "machine" in s:
+            m = s["machine"]
+            lines.append(f"| {stage} | {m.get('device')} | {m.get('cpu', '-')} | {m.get('cpu_count', '-')} | "
+                         f"{m.get('torch')} | {minutes(s['wall_time_s'])} |")
+    r = ctx.summary("reverse")
+    if r:
+        lines.append(f"| reverse | cpu | - | - | - | {minutes(r['wall_time_s'])} |")
+    total = sum(s["wall_time_s"] for st in ("reverse", "vit", "gpt", "captioner", "blind", "scst")
+                if (s := ctx.summary(st)))
+    lines.append(f"\nTraining and evaluation in all: {minutes(total)}.\n")
+    return "\n".join(lines) + "\n"
+
+
+SECTIONS = (tests_section, reverse_section, vit_section, gpt_section, captioner_section, scst_section)

@@ -1,0 +1,94 @@
+"""The one command: `main.py demo --preset tiny` killed mid-stage, run again, finishes without redoing finished
+stages and writes a report whose every section and figure exists and whose numbers are the runs' own."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SECTIONS = ["## Results at a glance", "## The test suite", "## 1. The Transformer core", "## 2. Vision Transformer",
+            "## 3. Character-level GPT", "## 4. The captioner", "## 5. SCST", "## Hardware and wall time",
+            "## Challenges and solutions"]
+
+
+def demo(runs: Path, mirror: Path, data_root: Path) -> list[str]:
+    return [sys.executable, "main.py", "demo", "--preset", "tiny", "--runs", str(runs), "--data-root",
+            str(data_root), "--data-mirror", str(mirror)]
+
+
+def kill_when(proc: subprocess.Popen, ready, log: Path, seconds: float = 600) -> None:
+    deadline = time.time() + seconds
+    while not ready():
+        assert proc.poll() is None, f"the pipeline ended before the kill:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, "the captioner stage never wrote a checkpoint"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+
+
+def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp_path, mirror, data_root):
+    runs, log = tmp_path / "runs", tmp_path / "first.log"
+    captioner = runs / "mllm-tiny"
+    with log.open("w") as out:
+        proc = subprocess.Popen(demo(runs, mirror, data_root), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        kill_when(proc, lambda: (captioner / "last.pt").is_file(), log)
+    assert not (captioner / "summary.json").is_file(), "killed too late: the captioner stage had finished"
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
+    assert set(finished) == {"reverse-tiny", "vit-tiny", "gpt-tiny"}
+
+    second = subprocess.run(demo(runs, mirror, data_root), cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    for stage in ("reverse", "vit", "gpt"):
+        assert f"== {stage} skipped" in second.stdout
+    assert "mllm-tiny was stopped before it finished: resuming from its last.pt" in second.stdout
+    assert {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")
+            if p.parent.name in finished} == finished, "a finished stage was run again"
+
+    report = (runs / "REPORT.md").read_text()
+    positions = [report.find(s) for s in SECTIONS]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(SECTIONS, positions, strict=True))
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
+    assert len(figures) == 9  # ViT 4, GPT 1, captioner 2, SCST 2
+    assert all((runs / f).is_file() for f in figures), figures
+    assert "missing" not in report and "not run |" not in report
+
+    read = lambda name: json.loads((runs / name / "summary.json").read_text())  # noqa: E731
+    vit, gpt, cap, blind, rl = (read(n) for n in ("vit-tiny", "gpt-tiny", "mllm-tiny", "mllm-tiny-blind",
+                                                   "rl-tiny"))
+    assert f"| ViT, CIFAR-10 | accuracy {vit['test_accuracy']:.3f} | {vit['steps']} |" in report
+    assert f"validation loss {gpt['val_loss']:.4f} nats/char" in report
+    for name, m in json.loads((runs / "mllm-tiny" / "metrics.json").read_text()).items():
+        assert f"| {name} | {m['BLEU-1']:.3f} |" in report and f"| {m['CIDEr-D']:.3f} |" in report
+    beam = blind["test"]["blind captioner, beam 3"]["CIDEr-D"]
+    ratio = cap["test"]["captioner, beam 3"]["CIDEr-D"] / beam
+    assert f"reaches {beam:.3f} with" in report and f"worth {ratio:.2f}x" in report
+    before, after = rl["test"]["supervised, greedy"]["CIDEr-D"], rl["test"]["SCST, greedy"]["CIDEr-D"]
+    assert f"greedy: CIDEr-D {before:.3f} -> {after:.3f} ({(after / before - 1) * 100:+.1f}%)" in report
+    assert report.count("| AMD") + report.count("| cpu |") >= 5  # a hardware row per training stage
+
+
+def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_path, mirror, data_root):
+    from mllm.pipeline import STAGES, config_changes, stage_overrides
+    from mllm.training.config import load_config
+
+    vit = next(s for s in STAGES if s.name == "vit")
+    run = tmp_path / "vit-tiny"
+    run.mkdir()
+    cfg = load_config("vit", "tiny", stage_overrides(vit, "tiny", tmp_path))
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert config_changes(run, vit, "tiny", []) == {}
+    cfg["train"]["lr"] = 1.0
+    cfg["data"]["root"] = "elsewhere"  # where the data is does not matter
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "summary.json").write_text("{}")
+    assert list(config_changes(run, vit, "tiny", [])) == ["train.lr"]
+    result = subprocess.run([*demo(tmp_path, mirror, data_root), "--skip", "reverse"], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "holds a finished vit run with another config (train.lr: 1.0 (run)" in result.stderr
+    assert "--runs NEW_FOLDER" in result.stderr
