@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", help="whose runs: runs/<stage>-<preset> (default cpu)")
     p.add_argument("--runs", default="runs", help="folder holding the run folders (default runs/)")
     p.add_argument("--out", default=None, help="report path (default <runs>/REPORT.md); figures go beside it")
+    p.add_argument("--tests", action="store_true", help="run the test suite first and report its summary")
     p.set_defaults(func=_lazy("mllm.pipeline", "report_command"))
     return parser
 

@@ -184,6 +184,8 @@ def demo_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from mllm.report import write_report
 
+    if args.tests:
+        run_tests(Path(args.runs) / "tests.json")
     path = write_report(Path(args.runs), args.preset, Path(args.out) if args.out else None)
     print(f"report written to {path}")
     return 0

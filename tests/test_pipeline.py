@@ -92,3 +92,16 @@ def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_pat
     assert result.returncode == 2
     assert "holds a finished vit run with another config (train.lr: 1.0 (run)" in result.stderr
     assert "--runs NEW_FOLDER" in result.stderr
+
+
+def test_each_stage_has_a_train_and_a_test_script_calling_a_real_command():
+    from mllm.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    for name in ("train_vit", "test_vit", "train_llm", "test_llm", "train_mllm", "test_mllm", "rl_mllm",
+                 "test_rl_mllm"):
+        script = REPO / "scripts" / f"{name}.sh"
+        assert script.stat().st_mode & 0o111, f"{script} is not executable"
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+        used = re.findall(r"main\.py ([a-z-]+)", script.read_text())
+        assert used and set(used) <= commands, (name, used)
