@@ -128,12 +128,14 @@ def tiny_supervised(tmp_path_factory, mirror, data_root):
     return path, chosen
 
 
-def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root):
+@pytest.mark.parametrize("baseline", ["greedy", "mean"])
+def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root, baseline):
     from mllm.data import prepare_flickr8k
     from mllm.rl.train import SCSTTask
 
     path, chosen = tiny_supervised
-    cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.samples=16", "rl.max_len=16"])
+    cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.samples=16", "rl.max_len=16",
+                                     f"rl.baseline={baseline}"])
     task = SCSTTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
     model = task.model.eval()
 
