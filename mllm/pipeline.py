@@ -31,7 +31,7 @@ class Stage:
 
     name: str
     title: str
-    minutes: dict[str, float]  # expected minutes per preset on 2 CPU cores (measured), for the estimate
+    minutes: dict[str, float]  # minutes per preset measured alone on 2 CPU cores, for the estimate
     command: str | None = None
     config: str | None = None
     run: str | None = None  # run folder name, {preset} filled in
@@ -43,13 +43,13 @@ STAGES = (
     Stage("data", "prepare CIFAR-10, Tiny Shakespeare and Flickr8k", {"tiny": 0.1, "cpu": 3}),
     Stage("reverse", "Transformer core: reverse digit strings", {"tiny": 0.3, "cpu": 0.3}, run="reverse-{preset}"),
     Stage("vit", "Vision Transformer on CIFAR-10", {"tiny": 0.2, "cpu": 23}, "train-vit", "vit", "vit-{preset}"),
-    Stage("gpt", "char GPT on Tiny Shakespeare", {"tiny": 0.2, "cpu": 25}, "train-llm", "gpt", "gpt-{preset}"),
+    Stage("gpt", "char GPT on Tiny Shakespeare", {"tiny": 0.2, "cpu": 14}, "train-llm", "gpt", "gpt-{preset}"),
     Stage("captioner", "captioner on Flickr8k", {"tiny": 0.4, "cpu": 50}, "train-mllm", "mllm", "mllm-{preset}",
           inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
-    Stage("blind", "blind captioner (the baseline without the image)", {"tiny": 0.4, "cpu": 38}, "train-mllm",
+    Stage("blind", "blind captioner (the baseline without the image)", {"tiny": 0.4, "cpu": 25}, "train-mllm",
           "mllm", "mllm-{preset}-blind", ("model.blind=true",),
           inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
-    Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 40}, "train-rl", "rl", "rl-{preset}",
+    Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 14}, "train-rl", "rl", "rl-{preset}",
           inits=(("init.captioner", "mllm-{preset}"),)),
     Stage("tests", "the test suite", {"tiny": 0, "cpu": 5}),
     Stage("report", "the report", {"tiny": 0.1, "cpu": 0.5}),
