@@ -17,10 +17,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mllm.io import atomic_write_json
-from mllm.training.config import ConfigError, config_diff, load_config
+from mllm.training.config import DERIVED, ConfigError, config_diff, flatten, load_config
 from mllm.training.launch import WHERE_KEYS
+from mllm.training.loop import TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,30 +62,38 @@ REVERSE_ARGS = {"tiny": ["--steps", "100", "--target", "0.2"]}  # a smoke run: a
 
 def stage_overrides(stage: Stage, preset: str, runs: Path) -> list[str]:
     """The stage's overrides, with each init that the preset sets pointed at the run folder under `runs`."""
-    preset_cfg = load_config(stage.config, preset)
+    preset_cfg = flatten(load_config(stage.config, preset))
     inits = [f"{key}={runs / folder.format(preset=preset)}" for key, folder in stage.inits
-             if preset_cfg.get(key.split(".")[0], {}).get(key.split(".")[1]) is not None]
+             if preset_cfg.get(key) is not None]
     return [*stage.overrides, *inits]
 
 
+def _ignored(key: str, saved: Any, fresh: Any, fresh_flat: dict[str, Any]) -> bool:
+    """Differences that do not make another run: where it read data, the path (not the presence) of its
+    starting weights, a count derived when the run started (0 = from epochs), the config's type hints."""
+    return (key in WHERE_KEYS or key.startswith("types.") or key == "preset"
+            or (key.startswith(LOCATION_PREFIXES) and saved is not None and fresh is not None)
+            or (key in DERIVED and fresh == 0 and fresh_flat.get(DERIVED[key], 0) > 0))
+
+
 def config_changes(run_dir: Path, stage: Stage, preset: str, overrides: list[str]) -> dict[str, tuple]:
-    """Keys whose value in the finished run differs from what this command would train (locations ignored)."""
+    """Keys whose value in the run folder's config differs from what this command would train."""
     saved = json.loads((run_dir / "config.json").read_text())
     fresh = load_config(stage.config, preset, overrides)
-    return {k: v for k, v in config_diff(saved, fresh).items()
-            if k not in WHERE_KEYS and not k.startswith(LOCATION_PREFIXES)
-            and not (k.startswith("train.") and v[1] == 0)}  # 0 = derived when the run starts (e.g. from epochs)
+    flat = flatten(fresh)
+    return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)}
 
 
 class Progress:
     """One line per stage: elapsed time and an estimate of what is left, scaled by how fast stages ran here."""
 
-    def __init__(self, stages: list[Stage], preset: str):
-        self.stages, self.preset, self.start = stages, preset, time.time()
+    def __init__(self, stages: list[Stage], preset: str, done: set[str]):
+        self.stages, self.preset, self.done, self.start = stages, preset, done, time.time()
         self.expected_done = self.actual_done = 0.0
 
     def minutes_left(self, index: int) -> float | None:
-        rest = [s.minutes.get(self.preset) for s in self.stages[index:]]
+        """The expected minutes of the stages not yet finished, scaled by this machine's speed so far."""
+        rest = [s.minutes.get(self.preset) for s in self.stages[index:] if s.name not in self.done]
         if any(m is None for m in rest):
             return None
         speed = self.actual_done / self.expected_done if self.expected_done > 1.0 else 1.0
@@ -95,34 +105,47 @@ class Progress:
         print(f"\n== [{index + 1}/{len(self.stages)}] {self.stages[index].name}: {what}  "
               f"(elapsed {(time.time() - self.start) / 60:.1f} min, {estimate}) ==", flush=True)
 
-    def end(self, index: int, seconds: float, ran: bool) -> None:
-        if ran:  # skipped stages say nothing about this machine's speed
+    def end(self, index: int, seconds: float, ran: bool, fresh: bool) -> None:
+        """`fresh`: the stage ran from its start, so its time measures this machine (not a skip or a resume)."""
+        self.done.add(self.stages[index].name)
+        if fresh:
             self.expected_done += self.stages[index].minutes.get(self.preset) or 0.0
             self.actual_done += seconds / 60
         print(f"== {self.stages[index].name} {'done' if ran else 'skipped'} in {seconds / 60:.1f} min ==", flush=True)
 
 
-def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[str]) -> bool:
-    """Train the stage's run unless it is finished; resume it if it was stopped. Returns whether it ran."""
+def check_config(run_dir: Path, stage: Stage, preset: str, overrides: list[str], state: str) -> None:
+    """An error naming the keys if the run in `run_dir` (finished or stopped) is not what this command trains."""
+    changes = config_changes(run_dir, stage, preset, overrides)
+    if changes:
+        listing = ", ".join(f"{k}: {a!r} (run) vs {b!r} (this command)" for k, (a, b) in changes.items())
+        raise ConfigError(f"{run_dir} holds a {state} {stage.name} run with another config ({listing}); "
+                          f"move it away, or pass --runs NEW_FOLDER to train every stage afresh")
+
+
+def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[str]) -> str:
+    """Train the stage's run unless it is finished; resume it if it was stopped. Returns skipped, resumed or fresh."""
     from mllm.cli import main as cli
 
     run_dir = runs / stage.run.format(preset=preset)
     overrides = stage_overrides(stage, preset, runs)
     if (run_dir / "summary.json").is_file():
-        changes = config_changes(run_dir, stage, preset, overrides)
-        if changes:
-            listing = ", ".join(f"{k}: {a!r} (run) vs {b!r}" for k, (a, b) in changes.items())
-            raise ConfigError(f"{run_dir} holds a finished {stage.name} run with another config ({listing}); "
-                              f"move it away, or pass --runs NEW_FOLDER to train every stage afresh")
+        check_config(run_dir, stage, preset, overrides, "finished")
         print(f"{run_dir} is finished with this config: skipped")
-        return False
-    resume = ["--resume"] if (run_dir / "last.pt").is_file() else []
-    if resume:
+        return "skipped"
+    argv = [stage.command, "--preset", preset, "--run-dir", str(run_dir), *data_args]
+    if (run_dir / "last.pt").is_file():
+        check_config(run_dir, stage, preset, overrides, "stopped")
         print(f"{run_dir} was stopped before it finished: resuming from its last.pt")
-    argv = [stage.command, "--preset", preset, "--run-dir", str(run_dir), *data_args, *resume, *overrides]
+        argv += ["--resume", *stage.overrides]  # the saved config holds the inits (their paths may differ now)
+    else:
+        argv += overrides
     if cli(argv) != 0:
-        raise RuntimeError(f"stage {stage.name} failed: python main.py {' '.join(argv)}")
-    return True
+        raise TrainingError(f"stage {stage.name} failed (the error is above): python main.py {' '.join(argv)}")
+    if not (run_dir / "summary.json").is_file():  # stopped by a signal: the trainer kept last.pt
+        raise TrainingError(f"stage {stage.name} stopped before it finished ({run_dir / 'last.pt'} kept): run the "
+                            f"same command again to resume it")
+    return "resumed" if "--resume" in argv else "fresh"
 
 
 def run_tests(out: Path) -> None:
@@ -138,40 +161,66 @@ def run_tests(out: Path) -> None:
                             "wall_time_s": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M")})
 
 
+def check_plan(stages: list[Stage], preset: str, runs: Path) -> None:
+    """Before anything runs: the preset exists for every stage, and a skipped stage that a later one starts
+    from has a finished run already."""
+    names = {s.name for s in stages}
+    for stage in stages:
+        if stage.config is None:
+            continue
+        load_config(stage.config, preset)  # an unknown preset is an error naming the presets there are
+        active = stage_overrides(stage, preset, runs)
+        for key, folder in stage.inits:
+            source = next(s for s in STAGES if s.run == folder)
+            target = runs / folder.format(preset=preset)
+            if any(o.startswith(f"{key}=") for o in active) and source.name not in names \
+                    and not (target / "summary.json").is_file():
+                raise ConfigError(f"--skip {source.name}: the {stage.name} stage starts from {target} ({key}), "
+                                  f"which holds no finished run; train it, or skip {stage.name} too")
+
+
 def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | None = None, runs: str = "runs",
              tests: bool | None = None, skip: tuple[str, ...] = ()) -> int:
+    """Run the stages in order (see the module docstring); returns 0 when the report is written."""
     from mllm.cli import main as cli
     from mllm.data.prepare import prepare_all
     from mllm.report import write_report
 
     runs_dir = Path(runs)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    data_args = ["--data-root", data_root or "data"] + (["--data-mirror", mirror] if mirror else [])
     tests = preset != "tiny" if tests is None else tests
     stages = [s for s in STAGES if s.name not in skip and (tests or s.name != "tests")]
-    progress, log_path = Progress(stages, preset), runs_dir / f"pipeline-{preset}.json"
+    check_plan(stages, preset, runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    data_args = ["--data-root", data_root or "data"] + (["--data-mirror", mirror] if mirror else [])
+    done = {s.name for s in stages if s.run and (runs_dir / s.run.format(preset=preset) / "summary.json").is_file()}
+    progress, log_path = Progress(stages, preset, done), runs_dir / f"pipeline-{preset}.json"
     record = json.loads(log_path.read_text()) if log_path.is_file() else {}
     for i, stage in enumerate(stages):
         progress.begin(i, stage.title)
-        start, ran = time.time(), True
+        start, state = time.time(), "fresh"
         if stage.name == "data":
             prepare_all(data_root or "data", mirror)
+            state = "ran"  # seconds when the caches exist: not a measure of the machine
         elif stage.name == "reverse":
             run_dir = runs_dir / stage.run.format(preset=preset)
             if (run_dir / "summary.json").is_file():
-                ran = False
-            elif cli(["reverse", *REVERSE_ARGS.get(preset, []), "--seconds", "300", "--run-dir", str(run_dir)]) != 0:
-                print("the reversal did not reach its target accuracy; the report says so")
+                state = "skipped"
+            else:
+                code = cli(["reverse", *REVERSE_ARGS.get(preset, []), "--seconds", "300", "--run-dir", str(run_dir)])
+                if not (run_dir / "summary.json").is_file():
+                    raise TrainingError("stage reverse failed (the error is above); run the same command again")
+                if code != 0:
+                    print("the reversal did not reach its target accuracy; the report says so")
         elif stage.name == "tests":
             run_tests(runs_dir / "tests.json")
         elif stage.name == "report":
-            path = write_report(runs_dir, preset, runs_dir / "REPORT.md")
-            print(f"report written to {path}")
+            print(f"report written to {write_report(runs_dir, preset, runs_dir / 'REPORT.md')}")
         else:
-            ran = run_training_stage(stage, preset, runs_dir, data_args)
-        progress.end(i, time.time() - start, ran)
-        if ran:
-            record[stage.name] = {"seconds": round(time.time() - start, 1), "finished": time.strftime("%F %T")}
+            state = run_training_stage(stage, preset, runs_dir, data_args)
+        seconds = time.time() - start
+        progress.end(i, seconds, state != "skipped", fresh=state == "fresh")
+        if state != "skipped":
+            record[stage.name] = {"seconds": round(seconds, 1), "how": state, "finished": time.strftime("%F %T")}
             atomic_write_json(log_path, record)
     print(f"\nall stages done in {(time.time() - progress.start) / 60:.1f} min; read {runs_dir / 'REPORT.md'}")
     return 0

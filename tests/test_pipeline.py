@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ["## Results at a glance", "## The test suite", "## 1. The Transformer core", "## 2. Vision Transformer",
             "## 3. Character-level GPT", "## 4. The captioner", "## 5. SCST", "## Hardware and wall time",
@@ -32,6 +34,8 @@ def kill_when(proc: subprocess.Popen, ready, log: Path, seconds: float = 600) ->
 
 
 def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp_path, mirror, data_root):
+    from mllm.report import write_report
+
     runs, log = tmp_path / "runs", tmp_path / "first.log"
     captioner = runs / "mllm-tiny"
     with log.open("w") as out:
@@ -55,30 +59,55 @@ def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
     assert len(figures) == 9  # ViT 4, GPT 1, captioner 2, SCST 2
     assert all((runs / f).is_file() for f in figures), figures
-    assert "missing" not in report and "not run |" not in report
+    assert "*(figure " not in report and "not run |" not in report and "Not run yet" not in report
+    rl_config = json.loads((runs / "rl-tiny" / "config.json").read_text())
+    assert rl_config["init"]["captioner"] == str(runs / "mllm-tiny")  # the stages chain inside --runs
+
+    elsewhere = write_report(runs, "tiny", tmp_path / "elsewhere" / "R.md").read_text()
+    moved = re.findall(r"!\[[^]]*\]\(([^)]+)\)", elsewhere)
+    assert len(moved) == 9 and all((tmp_path / "elsewhere" / f).is_file() for f in moved)
 
     read = lambda name: json.loads((runs / name / "summary.json").read_text())  # noqa: E731
     vit, gpt, cap, blind, rl = (read(n) for n in ("vit-tiny", "gpt-tiny", "mllm-tiny", "mllm-tiny-blind",
                                                    "rl-tiny"))
-    assert f"| ViT, CIFAR-10 | accuracy {vit['test_accuracy']:.3f} | {vit['steps']} |" in report
+    assert f"| ViT, CIFAR-10 | test accuracy {vit['test_accuracy']:.3f} | {vit['steps']:,} |" in report
     assert f"validation loss {gpt['val_loss']:.4f} nats/char" in report
+    keys = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
     for name, m in json.loads((runs / "mllm-tiny" / "metrics.json").read_text()).items():
-        assert f"| {name} | {m['BLEU-1']:.3f} |" in report and f"| {m['CIDEr-D']:.3f} |" in report
+        cells = " | ".join("-" if m[k] is None else f"{m[k]:.3f}" for k in keys)
+        assert f"| {name} | {cells} | {m['distinct_candidates']} |" in report, name
     beam = blind["test"]["blind captioner, beam 3"]["CIDEr-D"]
     ratio = cap["test"]["captioner, beam 3"]["CIDEr-D"] / beam
-    assert f"reaches {beam:.3f} with" in report and f"worth {ratio:.2f}x" in report
+    assert f"reaches {beam:.3f} with" in report and f"CIDEr-D is {ratio:.2f}x the blind model's" in report
     before, after = rl["test"]["supervised, greedy"]["CIDEr-D"], rl["test"]["SCST, greedy"]["CIDEr-D"]
     assert f"greedy: CIDEr-D {before:.3f} -> {after:.3f} ({(after / before - 1) * 100:+.1f}%)" in report
-    assert report.count("| AMD") + report.count("| cpu |") >= 5  # a hardware row per training stage
+    hardware = report[report.index("## Hardware and wall time"):report.index("## Challenges")]
+    rows = {line.split("|")[1].strip() for line in hardware.splitlines() if line.startswith("| ")}
+    assert rows == {"stage", "reverse", "vit", "gpt", "captioner", "blind", "scst"}
 
 
 def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_path, mirror, data_root):
     from mllm.pipeline import STAGES, config_changes, stage_overrides
     from mllm.training.config import load_config
 
+    captioner = next(s for s in STAGES if s.name == "captioner")
+    run = tmp_path / "mllm-cpu"
+    run.mkdir()
+    saved = load_config("mllm", "cpu", stage_overrides(captioner, "cpu", tmp_path))
+    saved["init"]["vision"] = "/elsewhere/vit-cpu"  # another path to the same run: not a difference
+    (run / "config.json").write_text(json.dumps(saved))
+    assert config_changes(run, captioner, "cpu", []) == {}
+    saved["train"]["seed"], saved["init"]["vision"] = 1, None  # a seed, and a random ViT: differences
+    (run / "config.json").write_text(json.dumps(saved))
+    assert set(config_changes(run, captioner, "cpu", [])) == {"train.seed", "init.vision"}
+
     vit = next(s for s in STAGES if s.name == "vit")
     run = tmp_path / "vit-tiny"
     run.mkdir()
+    cfg = load_config("vit", "cpu", stage_overrides(vit, "cpu", tmp_path))
+    cfg["train"]["max_steps"], cfg["train"]["eval_interval"] = 18278, 703  # derived from the epochs at the start
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert config_changes(run, vit, "cpu", []) == {}
     cfg = load_config("vit", "tiny", stage_overrides(vit, "tiny", tmp_path))
     (run / "config.json").write_text(json.dumps(cfg))
     assert config_changes(run, vit, "tiny", []) == {}
@@ -90,7 +119,7 @@ def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_pat
     result = subprocess.run([*demo(tmp_path, mirror, data_root), "--skip", "reverse"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert "holds a finished vit run with another config (train.lr: 1.0 (run)" in result.stderr
+    assert "holds a finished vit run with another config (train.lr: 1.0 (run) vs 0.001 (this command))" in result.stderr
     assert "--runs NEW_FOLDER" in result.stderr
 
 
@@ -105,3 +134,16 @@ def test_each_stage_has_a_train_and_a_test_script_calling_a_real_command():
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
         used = re.findall(r"main\.py ([a-z-]+)", script.read_text())
         assert used and set(used) <= commands, (name, used)
+
+
+def test_a_stage_stopped_by_a_signal_stops_the_pipeline_with_how_to_resume(tmp_path, monkeypatch):
+    import mllm.cli
+    from mllm.pipeline import STAGES, run_training_stage
+    from mllm.training.loop import TrainingError
+
+    vit = next(s for s in STAGES if s.name == "vit")
+    calls = []
+    monkeypatch.setattr(mllm.cli, "main", lambda argv: calls.append(argv) or 0)  # returns 0, writes no summary
+    with pytest.raises(TrainingError, match="stopped before it finished .* run the same command again to resume"):
+        run_training_stage(vit, "tiny", tmp_path, [])
+    assert calls and calls[0][:2] == ["train-vit", "--preset"]

@@ -20,21 +20,37 @@ def _pick(rows: dict[str, dict], prefix: str) -> dict | None:
     return next((v for k, v in rows.items() if k.startswith(prefix)), None)
 
 
+def times(a: float, b: float) -> str:
+    """a / b as '2.41x', or 'n/a' where b is 0."""
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def change(after: float, before: float) -> str:
+    """The relative change as '+12.3%', or 'n/a' where `before` is 0."""
+    return f"{(after / before - 1) * 100:+.1f}%" if before else "n/a"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def analysis_captioner(rows: dict[str, dict[str, Any]]) -> str:
     """What beat what: beam vs greedy, the captioner vs the blind one and the two caption-copying baselines."""
     beam, greedy = _pick(rows, "captioner, beam"), rows.get("captioner, greedy")
     out = [f"Analysis: beam search scores CIDEr-D {fmt(beam['CIDEr-D'])} against greedy's {fmt(greedy['CIDEr-D'])} "
-           f"({(beam['CIDEr-D'] / greedy['CIDEr-D'] - 1) * 100:+.0f}%)."]
-    blind = _pick(rows, "blind captioner, beam")
-    if blind:
+           f"({change(beam['CIDEr-D'], greedy['CIDEr-D'])})."]
+    blind, blind_greedy = _pick(rows, "blind captioner, beam"), rows.get("blind captioner, greedy")
+    if blind and blind_greedy:
         out.append(f"The same model trained without the image reaches {fmt(blind['CIDEr-D'])} with "
-                   f"{blind['distinct_candidates']} distinct caption(s): seeing the image is worth "
-                   f"{beam['CIDEr-D'] / blind['CIDEr-D']:.2f}x its CIDEr-D.")
-    for label in ("baseline: nearest neighbour", "baseline: most frequent"):
+                   f"{plural(blind['distinct_candidates'], 'distinct caption')}: the captioner's CIDEr-D is "
+                   f"{times(beam['CIDEr-D'], blind['CIDEr-D'])} the blind model's with beam search "
+                   f"({times(greedy['CIDEr-D'], blind_greedy['CIDEr-D'])} greedy).")
+    for label, name in (("baseline: nearest neighbour", "nearest-neighbour"),
+                        ("baseline: most frequent", "most-frequent-caption")):
         base = _pick(rows, label)
         if base:
-            out.append(f"Against the {label.split(': ')[1]} baseline ({fmt(base['CIDEr-D'])}): "
-                       f"{beam['CIDEr-D'] / base['CIDEr-D']:.1f}x.")
+            out.append(f"Against the {name} baseline ({fmt(base['CIDEr-D'])}): "
+                       f"{times(beam['CIDEr-D'], base['CIDEr-D'])}.")
     return " ".join(out) + "\n"
 
 
@@ -44,8 +60,8 @@ def analysis_scst(s: dict[str, Any]) -> str:
     for decode in ("greedy", "beam"):
         before, after = _pick(t, f"supervised, {decode}"), _pick(t, f"SCST, {decode}")
         out.append(f"{decode}: CIDEr-D {fmt(before['CIDEr-D'])} -> {fmt(after['CIDEr-D'])} "
-                   f"({(after['CIDEr-D'] / before['CIDEr-D'] - 1) * 100:+.1f}%), BLEU-4 {fmt(before['BLEU-4'])} -> "
-                   f"{fmt(after['BLEU-4'])} ({(after['BLEU-4'] / before['BLEU-4'] - 1) * 100:+.1f}%), distinct "
+                   f"({change(after['CIDEr-D'], before['CIDEr-D'])}), BLEU-4 {fmt(before['BLEU-4'])} -> "
+                   f"{fmt(after['BLEU-4'])} ({change(after['BLEU-4'], before['BLEU-4'])}), distinct "
                    f"captions {before['distinct_candidates']} -> {after['distinct_candidates']};")
     changed = s.get("changed", {})
     if changed:
@@ -53,9 +69,17 @@ def analysis_scst(s: dict[str, Any]) -> str:
     return " ".join(out) + "\n"
 
 
-def ablation_table(runs: Path, pattern: str, main_folder: Path, differences: Callable[[dict, dict], str]) -> str:
-    """A table of the ablation runs runs/<pattern> (dev-selected, each scored on test at its end), if any."""
-    folders = sorted(p for p in runs.glob(pattern) if (p / "summary.json").is_file())
+def ablation_table(runs: Path, pattern: str, main_folder: Path, differences: Callable[[dict, dict], str],
+                   preset: str) -> str:
+    """A table of the finished ablation runs runs/<pattern> of this preset (or its variants, e.g. cpu-char),
+    dev-selected and each scored on test at its end; empty if there are none."""
+    def usable(folder: Path) -> bool:
+        if not (folder / "summary.json").is_file():
+            return False
+        s = json.loads((folder / "summary.json").read_text())
+        return str(s.get("preset", "")).split("-")[0] == preset and "test" in s and "best_val_cider" in s
+
+    folders = sorted(p for p in runs.glob(pattern) if usable(p))
     if not folders or not (main_folder / "config.json").is_file():
         return ""
     main_cfg = json.loads((main_folder / "config.json").read_text())
@@ -67,8 +91,8 @@ def ablation_table(runs: Path, pattern: str, main_folder: Path, differences: Cal
         cfg = json.loads((folder / "config.json").read_text())
         rows = s["test"]
         greedy = next(v for k, v in rows.items() if k.endswith(", greedy") and not k.startswith("supervised"))
-        beam = next(v for k, v in rows.items() if ", beam" in k and not k.startswith("supervised"))
-        lines.append(f"| {folder.name} | {differences(main_cfg, cfg)} | {s['steps']} | {minutes(s['wall_time_s'])} "
+        beam = next((v for k, v in rows.items() if ", beam" in k and not k.startswith("supervised")), greedy)
+        lines.append(f"| {folder.name} | {differences(main_cfg, cfg)} | {s['steps']:,} | {minutes(s['wall_time_s'])} "
                      f"| {fmt(s['best_val_cider'])} | {fmt(greedy['CIDEr-D'])} | {fmt(beam['CIDEr-D'])} | "
                      f"{greedy['distinct_candidates']} |")
     return "\n".join(lines) + "\n"

@@ -276,8 +276,8 @@ class Trainer:
                        "finished_with": self.t.finish_with}
             summary.update(self.task.finish(self.model, self.run_dir, self.log))
             summary.update({"machine": machine_info(self.device), "config": self.cfg.to_dict()})
+            self._plot()  # before the summary: a run with summary.json is complete, figures included
             atomic_write_json(self.run_dir / "summary.json", summary)
-            self._plot()
             self.log(f"summary written to {self.run_dir / 'summary.json'}")
         if self.dist.enabled:
             dist.barrier()
