@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch.distributed as dist
+
 from mllm.checkpoint import load_checkpoint
 from mllm.data.download import MIRROR_ENV, default_mirror
 
@@ -102,4 +104,8 @@ def train(make_task: Callable[[Config], Task], args: argparse.Namespace) -> dict
     seed_everything(cfg.train.seed)  # the model's initial weights depend on it
     with main_process_first(ranks):
         task = make_task(cfg)
-    return Trainer(task, cfg, run_dir, resume=state or False).fit()
+    try:
+        return Trainer(task, cfg, run_dir, resume=state or False).fit()
+    finally:
+        if dist.is_initialized():  # tear gloo/nccl down before exit: its threads may abort the process otherwise
+            dist.destroy_process_group()
