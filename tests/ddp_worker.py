@@ -76,8 +76,7 @@ def main() -> None:
     train(make_task, args)
     if os.environ.get("RANK", "0") == "0":
         torch.save(torch.load(OUT / "run" / "last.pt", weights_only=False)["model"], OUT / "weights.pt")
-    if os.environ.get("WORLD_SIZE"):
-        torch.distributed.destroy_process_group()
+    assert not torch.distributed.is_initialized(), "launch.train leaves no process group behind"
 
 
 if __name__ == "__main__":
