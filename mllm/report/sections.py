@@ -6,6 +6,7 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,19 @@ class Context:
                 f"{self.preset} --runs {self.runs}`) writes it.*\n")
 
 
+def section(stage: str, heading: str, command: str) -> Callable[[Callable[..., str]], Callable[[Context], str]]:
+    """A stage's report section: its heading, then `body(ctx, summary)`; or, where the stage's run is missing,
+    the command that makes it (`{preset}` filled in)."""
+    def wrap(body: Callable[[Context, dict[str, Any]], str]) -> Callable[[Context], str]:
+        def write(ctx: Context) -> str:
+            s = ctx.summary(stage)
+            if s is None:
+                return heading + ctx.missing(stage, command.format(preset=ctx.preset))
+            return heading + "\n" + body(ctx, s)
+        return write
+    return wrap
+
+
 def summary_section(ctx: Context) -> str:
     rows = ["## Results at a glance\n", "| stage | result | steps | wall time |", "|---|---|---|---|"]
     for stage, label, result in [
@@ -84,12 +98,10 @@ def tests_section(ctx: Context) -> str:
     return head + f"\n`{t['command']}` on {t['date']}: **{t['summary']}** ({state}, {minutes(t['wall_time_s'])}).\n"
 
 
-def reverse_section(ctx: Context) -> str:
-    s, head = ctx.summary("reverse"), "## 1. The Transformer core: reversing digit strings\n"
-    if s is None:
-        return head + ctx.missing("reverse", "python main.py reverse")
+@section("reverse", "## 1. The Transformer core: reversing digit strings\n", "python main.py reverse")
+def reverse_section(ctx: Context, s: dict[str, Any]) -> str:
     ok = "reached" if s["accuracy"] >= s["target"] else "did NOT reach"
-    lines = [head, f"The hand-written encoder-decoder Transformer {ok} the target: held-out token accuracy "
+    lines = [f"The hand-written encoder-decoder Transformer {ok} the target: held-out token accuracy "
              f"{fmt(s['accuracy'])} (target {fmt(s['target'], 2)}) after {s['steps']} steps in "
              f"{s['wall_time_s']:.1f} s. Greedy decodes of three new strings:\n",
              "| input | output | correct |", "|---|---|---|"]
@@ -97,10 +109,8 @@ def reverse_section(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def vit_section(ctx: Context) -> str:
-    s, head = ctx.summary("vit"), "## 2. Vision Transformer on CIFAR-10\n"
-    if s is None:
-        return head + ctx.missing("vit", f"python main.py train-vit --preset {ctx.preset}")
+@section("vit", "## 2. Vision Transformer on CIFAR-10\n", "python main.py train-vit --preset {preset}")
+def vit_section(ctx: Context, s: dict[str, Any]) -> str:
     classes = s["per_class_accuracy"]
     best, worst = max(classes, key=classes.get), min(classes, key=classes.get)
     if "val_accuracy" in s:
@@ -112,7 +122,7 @@ def vit_section(ctx: Context) -> str:
                                        f"the checkpoint on the validation split did not flatter it")
     else:
         chosen, held_out = "with the weights chosen on the test set (this run predates the held-out protocol)", ""
-    lines = [head, f"CIFAR-10 test accuracy **{fmt(s['test_accuracy'])}** (chance 0.100), {chosen}. "
+    lines = [f"CIFAR-10 test accuracy **{fmt(s['test_accuracy'])}** (chance 0.100), {chosen}. "
              f"{s['steps']:,} steps, {minutes(s['wall_time_s'])}.\n",
              f"Analysis: {fmt(s['test_accuracy'] / 0.1, 1)}x chance. The best class is {best} "
              f"({fmt(classes[best])}), the worst {worst} ({fmt(classes[worst])})" + (f"; {held_out}.\n" if held_out
@@ -125,12 +135,10 @@ def vit_section(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gpt_section(ctx: Context) -> str:
-    s, head = ctx.summary("gpt"), "## 3. Character-level GPT on Tiny Shakespeare\n"
-    if s is None:
-        return head + ctx.missing("gpt", f"python main.py train-llm --preset {ctx.preset}")
+@section("gpt", "## 3. Character-level GPT on Tiny Shakespeare\n", "python main.py train-llm --preset {preset}")
+def gpt_section(ctx: Context, s: dict[str, Any]) -> str:
     gen, src = s["style"]["generated"], s["style"]["source"]
-    lines = [head, f"Validation loss **{fmt(s['val_loss'], 4)} nats per character** (per-character perplexity "
+    lines = [f"Validation loss **{fmt(s['val_loss'], 4)} nats per character** (per-character perplexity "
              f"{math.exp(s['val_loss']):.2f}), {s['steps']:,} steps, {minutes(s['wall_time_s'])}.\n",
              f"Style of the generated text against held-out source text: known-word share "
              f"{fmt(gen['known_word_share'])} vs {fmt(src['known_word_share'])}, mean line length "
@@ -160,10 +168,8 @@ def _html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def captioner_section(ctx: Context) -> str:
-    s, head = ctx.summary("captioner"), "## 4. The captioner on Flickr8k\n"
-    if s is None:
-        return head + ctx.missing("captioner", f"python main.py train-mllm --preset {ctx.preset}")
+@section("captioner", "## 4. The captioner on Flickr8k\n", "python main.py train-mllm --preset {preset}")
+def captioner_section(ctx: Context, s: dict[str, Any]) -> str:
     blind = ctx.summary("blind")
     rows = dict(s["test"])
     if blind:
@@ -171,7 +177,7 @@ def captioner_section(ctx: Context) -> str:
     cfg = s.get("config", {})
     text = cfg.get("init", {}).get("text")
     first = next(iter(rows.values()))
-    lines = [head, f"ViT (from {cfg.get('init', {}).get('vision') or 'random weights'}) + connector + "
+    lines = [f"ViT (from {cfg.get('init', {}).get('vision') or 'random weights'}) + connector + "
              f"{cfg.get('model', {}).get('tokenizer', 'word')}-level GPT (from {text or 'random weights'}), "
              f"{s['steps']:,} steps in {minutes(s['wall_time_s'])}; weights chosen on dev CIDEr-D "
              f"({fmt(s['best_val_cider'])}); scored on {first['candidates']:,} test images against their "
@@ -182,13 +188,11 @@ def captioner_section(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scst_section(ctx: Context) -> str:
-    s, head = ctx.summary("scst"), "## 5. SCST: reinforcement learning on CIDEr-D\n"
-    if s is None:
-        return head + ctx.missing("scst", f"python main.py train-rl --preset {ctx.preset}")
+@section("scst", "## 5. SCST: reinforcement learning on CIDEr-D\n", "python main.py train-rl --preset {preset}")
+def scst_section(ctx: Context, s: dict[str, Any]) -> str:
     cfg = s["config"]
     rl = cfg["rl"]
-    lines = [head, f"From the supervised captioner: {rl['samples']} samples per image at temperature "
+    lines = [f"From the supervised captioner: {rl['samples']} samples per image at temperature "
              f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}, learning rate "
              f"{cfg['train']['lr']:g}; {s['steps']:,} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on "
              f"dev CIDEr-D ({fmt(s['best_val_cider'])}).\n", markdown_table(s["test"]), analysis_scst(s),
