@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run every stage in order (data, Transformer toy, ViT, GPT, captioner, blind "
                                     "baseline, SCST, tests) and write runs/REPORT.md; finished stages are skipped")
-    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, a few minutes), cpu (about 2.5 hours on "
+    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about 2 minutes), cpu (about 2.3 hours on "
                                                    "2 CPU cores), gpu (the full recipe)")
     p.add_argument("--runs", default="runs", help="folder for the run folders and the report (default runs/)")
     p.add_argument("--tests", action=argparse.BooleanOptionalAction, default=None,
