@@ -1,6 +1,7 @@
 """Entry point: `python main.py <command> --help`."""
 
 from mllm.cli import main
+from mllm.training.runtime import exit_process
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

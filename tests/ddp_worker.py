@@ -21,6 +21,7 @@ sys.path.insert(0, str(REPO))
 from mllm.cli import build_parser  # noqa: E402
 from mllm.training.launch import train  # noqa: E402
 from mllm.training.loop import LossOutput, Task  # noqa: E402
+from mllm.training.runtime import exit_process  # noqa: E402
 
 OUT = Path(".")
 
@@ -81,3 +82,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_process(0)  # as main.py ends: a torchrun worker skips the interpreter teardown

@@ -2,6 +2,7 @@
 non-finite gradients, collectives on the training device, rank 0 first, DDP with gradient accumulation."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,7 @@ def _worker(out: Path, accum: int, processes: int) -> torch.Tensor:
     launcher = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                          f"--nproc_per_node={processes}"]
     done = subprocess.run([*launcher, str(REPO / "tests" / "ddp_worker.py"), str(out), str(accum)], cwd=REPO,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return torch.load(out / "weights.pt")
@@ -195,3 +196,15 @@ def test_panels_group_rewards_and_long_series_get_a_moving_average():
         ["train_loss", "val_loss"], ["reward_sample", "reward_greedy"], ["reward_share"]]
     assert moving_average([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert moving_average([2.0, 4.0], 5).tolist() == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("world", ["1", "2"])
+def test_a_torchrun_worker_exits_with_its_code_without_the_interpreter_teardown(world):
+    """Under torchrun (WORLD_SIZE > 1) gloo's threads may abort a finished process while Python tears down:
+    exit_process flushes and leaves at once; a plain run exits normally (atexit handlers run)."""
+    code = ("import atexit; atexit.register(print, 'teardown'); from mllm.training.runtime import exit_process; "
+            "print('done', flush=False); exit_process(3)")
+    env = {**os.environ, "WORLD_SIZE": world}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.split() == (["done", "teardown"] if world == "1" else ["done"])
