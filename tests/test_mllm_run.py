@@ -47,8 +47,11 @@ def test_training_batches_frozen_then_full(mirror, data_root):
     train = torch.from_numpy(task.split["train"][:5]).long()
     with torch.no_grad():
         task.model.eval()
-        assert torch.allclose(task.features[0, train], task.model.patch_features(task.images[train]), atol=1e-5)
-        assert not torch.allclose(task.features[1, train], task.features[0, train])
+        assert torch.allclose(task.features_of(train), task.model.patch_features(task.images[train]), atol=1e-5)
+        assert not torch.allclose(task.features_of(train, 1), task.features_of(train))
+    assert task.features.shape[1] == len(task.split["train"])  # rows for train images only
+    with pytest.raises(ValueError, match="not train images"):
+        task.features_of(torch.from_numpy(task.split["dev"][:2]).long())
     features, captions, targets = task.batch(1, 0)
     assert features.dtype == torch.float32 and features.shape[:2] == (cfg.train.batch_size, task.model.vit.grid**2)
     images, captions4, targets4 = task.batch(4, 0)

@@ -140,13 +140,13 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
     model = task.model.eval()
 
     def greedy_reward():
-        captions = [task.tokenizer.decode(r) for r in model.generate(features=task.features[chosen], max_len=16)]
+        captions = [task.tokenizer.decode(r) for r in model.generate(features=task.features_of(chosen), max_len=16)]
         return float(task.reward(captions, chosen.numpy()).mean())
 
     before = greedy_reward()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     for step in range(40):
-        out = task.loss(model, (task.features[chosen], chosen, torch.arange(4) + 1000 * step))
+        out = task.loss(model, (task.features_of(chosen), chosen, torch.arange(4) + 1000 * step))
         opt.zero_grad()
         (out.total / out.count).backward()
         opt.step()

@@ -152,18 +152,28 @@ class CaptioningTask(Task):
 
     @torch.no_grad()
     def _cached_features(self, views: int = 1, batch_size: int = 500) -> Tensor:
-        """The frozen ViT's patch features [V, N_images, P, D] of V views of every train image, computed once:
-        view 0 the image itself, the others augmented (see `augment`) with a fixed seed."""
+        """The frozen ViT's patch features [V, N_train, P, D] of V views of every train image, computed once:
+        view 0 the image itself, the others augmented (see `augment`) with a fixed seed. Row r holds train image
+        self.split["train"][r]; self.feature_row maps an image index to its row (-1: not a train image)."""
         self.model.vit.eval()
         train = torch.from_numpy(self.split["train"]).long()
-        out = torch.zeros(views, len(self.images), self.model.vit.grid**2, self.model.vit.cfg.d_model)
+        self.feature_row = torch.full((len(self.images),), -1, dtype=torch.long)
+        self.feature_row[train] = torch.arange(len(train))
+        out = torch.empty(views, len(train), self.model.vit.grid**2, self.model.vit.cfg.d_model)
         for v in range(views):
             g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + v)
             for i in range(0, len(train), batch_size):
                 rows = train[i : i + batch_size]
                 images = self.images[rows] if v == 0 else self.augment(self.images[rows], g)
-                out[v, rows] = self.model.patch_features(images)
+                out[v, i : i + batch_size] = self.model.patch_features(images)
         return out
+
+    def features_of(self, image_idx: Tensor, view: Tensor | int = 0) -> Tensor:
+        """Cached patch features [B, P, D] of train images image_idx [B] (view [B] or one view for all)."""
+        rows = self.feature_row[image_idx]
+        if (rows < 0).any():
+            raise ValueError(f"images {image_idx[rows < 0][:5].tolist()} are not train images: only those are cached")
+        return self.features[view, rows]
 
     def param_groups(self) -> list[dict[str, Any]]:
         t, m = self.cfg.train, self.model
@@ -185,7 +195,7 @@ class CaptioningTask(Task):
         g = step_generator(t.seed, step, micro)
         if step <= self.frozen_steps and self.features is not None:  # a cached view of each image
             view = torch.randint(0, self.features.shape[0], (len(image_idx),), generator=g)
-            pixels = self.features[view, image_idx]
+            pixels = self.features_of(image_idx, view)
         else:
             pixels = self.augment(self.images[image_idx], g)
         return pixels, tokens[:, :-1], targets

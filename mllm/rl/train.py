@@ -83,7 +83,7 @@ class SCSTTask(CaptioningTask):
         self.features = None
         if cfg.rl.freeze_vision:  # no ViT forward or backward during SCST: its features, computed once
             self.model.vit.requires_grad_(False)
-            self.features = self._cached_features(views=1)[0]
+            self.features = self._cached_features(views=1)
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
         self.frozen_steps = 0
 
@@ -99,7 +99,7 @@ class SCSTTask(CaptioningTask):
         k = (step - 1) * t.grad_accum + micro
         images = torch.from_numpy(self.split["train"])[epoch_indices(len(self.split["train"]), t.batch_size, k, t.seed)]
         images = images.long()
-        pixels = self.features[images] if self.features is not None else self.images[images]
+        pixels = self.features_of(images) if self.features is not None else self.images[images]
         seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))  # a shard samples with its first row's seed
         return pixels, images, seeds
 
