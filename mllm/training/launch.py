@@ -107,5 +107,5 @@ def train(make_task: Callable[[Config], Task], args: argparse.Namespace) -> dict
     try:
         return Trainer(task, cfg, run_dir, resume=state or False).fit()
     finally:
-        if dist.is_initialized():  # tear gloo/nccl down before exit: its threads may abort the process otherwise
+        if dist.is_initialized():  # leave the group; a torchrun worker then ends with runtime.exit_process
             dist.destroy_process_group()

@@ -61,15 +61,19 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
     return Dist(rank, world, local_rank), device
 
 
-def exit_process(code: int) -> None:
-    """End the process with `code`. A torchrun worker skips the interpreter's teardown: gloo's worker threads
-    outlive the process group (DDP keeps it referenced), and one still releasing a finished collective's
-    tensors while Python finalises aborts the process ('terminate called without an active exception',
-    exit -6) after a successful run. Everything is flushed first; files are closed by then."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+def exit_process(code: int | None) -> None:
+    """End the process with `code` (None: 0). A torchrun worker skips the interpreter's teardown: gloo's
+    worker threads outlive the process group (DDP keeps it referenced), and one still releasing a finished
+    collective's tensors while Python finalises aborts the process ('terminate called without an active
+    exception', exit -6) after a successful run. stdout and stderr are flushed first; files are closed by then."""
+    code = 0 if code is None else code
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not isinstance(code, int):
         raise SystemExit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # no stream, a closed one, or a reader that went away
+            pass
     os._exit(code)
 
 
