@@ -82,9 +82,12 @@ def main() -> None:
              "| how the worker ends | launches | failed |", "|---|---|---|"]
     lines += [f"| {way} | {args.runs} | {len(f)} |" for way, f in failed.items()]
     before = len(failed["interpreter teardown (before)"]) / args.runs
-    lines.append(f"\nA count is a sample: were launches failing at the rate the old ending showed here ({before:.0%}), "
-                 f"{args.runs} clean launches in a row would still happen by chance {(1 - before) ** args.runs:.1%} of "
-                 f"the time.")
+    if before == 0:
+        lines.append("\nThe old ending did not fail in this sample: too few launches to tell the two apart.")
+    else:
+        lines.append(f"\nA count is a sample: were launches failing at the rate the old ending showed here "
+                     f"({before:.0%}), {args.runs} clean launches in a row would still happen by chance "
+                     f"{(1 - before) ** args.runs:.1%} of the time.")
     for way, f in failed.items():
         if f:
             lines += [f"\n{way}:", *(f"- {x}" for x in f)]
