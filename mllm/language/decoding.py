@@ -39,7 +39,9 @@ def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, t
     if temperature <= 0:
         return logits.argmax(dim=-1, keepdim=True)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
-    return torch.multinomial(probs.cpu() if generator is not None else probs, 1, generator=generator).to(probs.device)
+    # sample where the generator lives (a CPU generator keeps runs reproducible across devices)
+    on = probs if generator is None else probs.to(generator.device)
+    return torch.multinomial(on, 1, generator=generator).to(probs.device)
 
 
 def _ban(logits: Tensor, banned: tuple[int, ...]) -> Tensor:
