@@ -108,3 +108,16 @@ def write_checkpoints(folder: Path, mirror: Path, flickr: dict[str, Any]) -> dic
     finally:
         torch.set_num_threads(threads)
     return paths
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def shared_checkpoints(tmp_path_factory: Any, mirror: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The Flickr8k images (24 test images) and the checkpoints above, made once per test session and shared by
+    the web demo's test modules."""
+    if "checkpoints" not in _SHARED:
+        _SHARED["flickr"] = read_flickr(mirror, n_test=24)
+        _SHARED["checkpoints"] = write_checkpoints(tmp_path_factory.mktemp("serve-checkpoints"), mirror,
+                                                   _SHARED["flickr"])
+    return _SHARED["flickr"], _SHARED["checkpoints"]

@@ -1,86 +1,61 @@
 """The web demo (`python main.py serve`) with tiny checkpoints trained here on real Flickr8k and Tiny Shakespeare
 data: the API's captions equal the captioners' own, text streams, every bad input is a 4xx naming the problem
-and the fix while the server goes on serving, a load test, and headless Chromium driving the page."""
+and the fix while the server goes on serving, a load test over distinct images, a burst past the queue, and
+headless Chromium driving the page. Body limits and the fuzzing of the API: tests/test_serve_guards.py."""
 
 import base64
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serve_checkpoints import pixels, read_flickr, write_checkpoints
+from serve_checkpoints import shared_checkpoints
+from tools.serve_loadtest import burst, caption_load, reference_answers
+from tools.serve_process import ServerFailed, running_server
 
 from mllm.cli import main
 from mllm.language.gpt import load_gpt
 from mllm.multimodal.mllm import load_captioner
-from mllm.serve.loadtest import caption_load
+from mllm.serve.images import read_upload
 
-REPO = Path(__file__).resolve().parents[1]
 UPLOAD_MB = 1.0  # the server under test refuses uploads over 1 MB
 MAX_PROMPT = 200
+WORKERS, QUEUE = 2, 8  # room for the load test's 8 clients; a burst of 40 is past it
+SERVER_OPTIONS = ["--max-upload-mb", str(UPLOAD_MB), "--max-prompt-chars", str(MAX_PROMPT), "--max-length", "500",
+                  "--workers", str(WORKERS), "--queue", str(QUEUE), "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
-def flickr(mirror):
-    return read_flickr(mirror)
+def flickr(tmp_path_factory, mirror):
+    return shared_checkpoints(tmp_path_factory, mirror)[0]
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory, mirror, flickr):
-    return write_checkpoints(tmp_path_factory.mktemp("serve-checkpoints"), mirror, flickr)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def checkpoints(tmp_path_factory, mirror):
+    return shared_checkpoints(tmp_path_factory, mirror)[1]
 
 
 @pytest.fixture(scope="module")
 def server(checkpoints, tmp_path_factory):
     """`python main.py serve` with the tiny checkpoints on a free port of 127.0.0.1; its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    cmd = [sys.executable, "main.py", "serve", "--port", str(port), "--max-upload-mb", str(UPLOAD_MB),
-           "--max-prompt-chars", str(MAX_PROMPT), "--max-length", "500", "--threads", "1"]
-    cmd += [arg for key in ("mllm", "rl", "gpt") for arg in (f"--{key}", str(checkpoints[key]))]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/api/info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within 90 s:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        with running_server(checkpoints, tmp_path_factory.mktemp("serve-log") / "serve.log", SERVER_OPTIONS) as url:
+            yield url
+    except ServerFailed as e:
+        pytest.fail(str(e))
 
 
 def _caption(url: str, data: bytes, name: str = "image.jpg") -> httpx.Response:
     return httpx.post(url + "/api/caption", files={"file": (name, data)}, timeout=60)
 
 
-def _still_serving(url: str, flickr) -> None:
+def still_serving(url: str, flickr) -> None:
     assert httpx.get(url + "/api/info", timeout=10).status_code == 200
     assert _caption(url, flickr["bytes"][flickr["test"][0]]).status_code == 200
+    assert httpx.post(url + "/api/generate", json={"prompt": "ROMEO:", "length": 5}, timeout=30).status_code == 200
 
 
 # ---- the command -------------------------------------------------------------------------------------------
@@ -104,7 +79,7 @@ def test_captions_equal_the_captioners_own_and_the_attention_is_a_distribution(s
     response = _caption(server, flickr["bytes"][name], name)
     assert response.status_code == 200, response.text
     got = response.json()
-    seen = torch.from_numpy(pixels(flickr["bytes"][name], 32))[None]
+    seen = torch.from_numpy(read_upload(flickr["bytes"][name], name, 32, 10**8).copy())[None]
     for api_name, key in (("supervised", "mllm"), ("scst", "rl")):
         model, tok = load_captioner(checkpoints[key])
         for strategy in ("greedy", "beam"):
@@ -132,10 +107,11 @@ def test_any_common_format_mode_and_size(server, flickr, fmt, mode, size):
 def test_openapi_description_and_no_internet_assets(server):
     spec = httpx.get(server + "/openapi.json").json()
     assert {"/api/caption", "/api/generate", "/api/info"} <= set(spec["paths"])
-    assert "413" in spec["paths"]["/api/caption"]["post"]["responses"]
+    assert {"413", "415", "503"} <= set(spec["paths"]["/api/caption"]["post"]["responses"])
     assert httpx.get(server + "/docs").status_code == 404  # FastAPI's /docs would load swagger from a CDN
     info = httpx.get(server + "/api/info").json()
     assert info["image_size"] == 32 and info["limits"]["max_upload_bytes"] == UPLOAD_MB * 1e6
+    assert (info["limits"]["workers"], info["limits"]["queue"], info["limits"]["threads"]) == (WORKERS, QUEUE, 1)
     assert info["same_vit"] is False  # the two tiny captioners were trained apart
     page = httpx.get(server + "/").text
     for asset in ("/static/app.js", "/static/style.css"):
@@ -152,6 +128,8 @@ def test_generation_streams_and_greedy_equals_the_gpt(server, checkpoints):
     gpt, chars = load_gpt(checkpoints["gpt"])
     text = "".join(chunks)
     assert len(chunks) > 1 and len(text) == 300 and set(text) <= set(chars.chars)
+    again = httpx.post(server + "/api/generate", json=body, timeout=60).text
+    assert again == text  # the seed decides the sample
     greedy = {"prompt": "ROMEO:", "length": 20, "temperature": 0}  # within the context: as GPT.generate
     got = httpx.post(server + "/api/generate", json=greedy, timeout=60).text
     expected = chars.decode(gpt.generate(chars.encode_tensor("ROMEO:")[None], 20, 0.0)[0, 6:])
@@ -159,13 +137,6 @@ def test_generation_streams_and_greedy_equals_the_gpt(server, checkpoints):
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------
-
-def _multipart(name: str, data: bytes) -> tuple[bytes, str]:
-    boundary = "serveTestBoundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
 
 def _bomb() -> bytes:
     buffer = io.BytesIO()
@@ -178,8 +149,10 @@ def test_bad_uploads_are_4xx_with_the_reason_and_the_server_goes_on(server, flic
     cases = [(b"just some notes, not a picture", "notes.txt", 415, ["not an image", "PNG, JPEG"]),
              (jpeg[:300], "cut.jpg", 415, ["not an image"]),
              (b"", "empty.png", 422, ["empty"]),
-             (os.urandom(int(UPLOAD_MB * 1e6) + 100_000), "huge.jpg", 413, ["over the limit of 1.00 MB",
+             (os.urandom(int(UPLOAD_MB * 1e6) + 100_000), "huge.jpg", 413, ["the upload is 1.10 MB",
+                                                                             "over the limit of 1.00 MB",
                                                                              "--max-upload-mb"]),
+             (os.urandom(int(UPLOAD_MB * 1e6) + 10), "just-over.jpg", 413, ["the upload is 1.00 MB, over"]),
              (_bomb(), "bomb.png", 413, ["7000x6000 pixels", "downscale"])]
     for data, name, status, words in cases:
         response = _caption(server, data, name)
@@ -187,16 +160,9 @@ def test_bad_uploads_are_4xx_with_the_reason_and_the_server_goes_on(server, flic
         detail = response.json()["detail"]
         assert all(w in detail for w in words), detail
         assert "/tmp" not in detail  # the server's own paths stay private
-        _still_serving(server, flickr)
-    # an upload without a Content-Length (chunked) is cut at the limit all the same
-    body, content_type = _multipart("huge.jpg", os.urandom(int(UPLOAD_MB * 1e6) + 10))
-    response = httpx.post(server + "/api/caption", content=iter([body[i : i + 65536] for i in range(0, len(body),
-                                                                                                    65536)]),
-                          headers={"Content-Type": content_type}, timeout=60)
-    assert response.status_code == 413 and "over the limit" in response.json()["detail"]
     response = httpx.post(server + "/api/caption", data={"other": "x"}, timeout=60)
     assert response.status_code == 422 and "file is missing" in response.json()["detail"]
-    _still_serving(server, flickr)
+    still_serving(server, flickr)
 
 
 @pytest.mark.parametrize("body, words", [
@@ -207,11 +173,17 @@ def test_bad_uploads_are_4xx_with_the_reason_and_the_server_goes_on(server, flic
     ({"prompt": "ROMEO:", "length": 0}, ["length 0 is out of range", "1 to 500"]),
     ({"prompt": "ROMEO:", "length": 10**6}, ["out of range"]),
     ({"prompt": "ROMEO:", "temperature": -1}, ["temperature -1.0 is out of range", "0 (greedy)"]),
+    ({"prompt": "ROMEO:", "seed": 10**23}, [f"seed {10**23} is out of range", "0 to 9223372036854775807"]),
+    ({"prompt": "ROMEO:", "seed": -1}, ["seed -1 is out of range"]),
     ({"prompt": "ROMEO:", "length": "long"}, ["length", "integer"]),
+    ({"prompt": "ROMEO:", "length": "5"}, ["length", "integer"]),  # strict: a string is not a number
+    ({"prompt": "ROMEO:", "lenght": 5}, ["lenght is not a field", "/openapi.json"]),
     ({"length": 5}, ["prompt is missing"]),
+    (["ROMEO:"], ["not a JSON object"]),
+    ('{"prompt": "ROMEO:", "temperature": NaN}', ["temperature nan is out of range"]),
     ("{'prompt': 'ROMEO:'", ["not valid JSON", '{"prompt": "ROMEO:"']),
 ])
-def test_bad_prompts_are_422_naming_the_problem_and_the_fix(server, flickr, body, words):
+def test_bad_prompts_are_422_naming_the_problem_and_the_fix(server, body, words):
     if isinstance(body, str):  # a body that is not JSON
         response = httpx.post(server + "/api/generate", content=body, headers={"Content-Type": "application/json"},
                               timeout=30)
@@ -225,19 +197,36 @@ def test_bad_prompts_are_422_naming_the_problem_and_the_fix(server, flickr, body
 
 # ---- load ------------------------------------------------------------------------------------------------
 
-def test_load_200_captions_from_8_clients(server, flickr):
-    result = caption_load(server, flickr["bytes"][flickr["test"][0]], requests=200, concurrency=8)
-    print(f"\nload test: {result['requests']} caption requests, {result['concurrency']} clients: "
-          f"{result['requests_per_s']} requests/s, p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
-          f"errors {result['errors']}")
+def test_load_from_8_clients_over_distinct_images_gets_each_image_its_own_answer(server, flickr):
+    images = {name: flickr["bytes"][name] for name in flickr["test"]}
+    expected = reference_answers(server, images)  # each image alone
+    captions = {key.split('"model_input_png"')[0] for key in expected.values()}  # answers without the image
+    assert len(captions) > len(images) // 2  # distinct images, distinct answers: a swap would show
+    result = caption_load(server, images, expected, requests=8 * 25, concurrency=8)
+    print(f"\nload test: {result['requests']} caption requests over {result['distinct_images']} images, "
+          f"{result['concurrency']} clients: {result['requests_per_s']} requests/s, p50 {result['p50_ms']} ms, "
+          f"p95 {result['p95_ms']} ms")
     assert result["requests"] == 200 and result["errors"] == 0, result["error_samples"]
-    assert result["distinct_answers"] == 1  # concurrent requests do not mix up each other's captions or attention
+    assert result["mismatches"] == 0, result["mismatch_samples"]  # no cross-talk between concurrent requests
+
+
+def test_a_burst_past_the_queue_gets_503_at_once_and_the_server_serves_after(server, flickr):
+    n = 40
+    results = burst(server, n, {"prompt": "ROMEO:", "length": 500, "temperature": 0.8})
+    ok = [r for r in results if r["status"] == 200]
+    refused = [r for r in results if r["status"] == 503]
+    assert len(ok) + len(refused) == n, {r["status"] for r in results}
+    assert 1 <= len(ok) <= WORKERS + QUEUE and len(refused) >= n - WORKERS - QUEUE
+    assert all(r["chars"] == 500 for r in ok)
+    assert all(r["retry_after"] == "1" and "--queue" in r["detail"] for r in refused), refused[0]
+    assert max(r["seconds"] for r in refused) < 5  # answered, not left waiting
+    still_serving(server, flickr)
 
 
 # ---- the page in headless Chromium --------------------------------------------------------------------------
 
 def _browser():
-    from mllm.serve import browser
+    from tools import serve_browser as browser
 
     missing = [str(p) for p in (browser.CHROMIUM, browser.CHROMEDRIVER) if not p.is_file()]
     if missing:

@@ -1,13 +1,16 @@
 """The web demo's FastAPI app: the page (served from the package, nothing from the internet), a JSON API
 (`/api/info`, `/api/caption`, `/api/generate`) and its OpenAPI description at /openapi.json.
 
-FastAPI's /docs and /redoc pages load their scripts from a CDN, so they are switched off: no page of this
-server fetches anything from outside it. Every refused input is a 4xx with `{"detail": "<what is wrong and the
-fix>"}`, and the server goes on serving.
+In front of it two ASGI middlewares (`asgi.py`): request bodies bounded while they stream in, and at most
+`workers + queue` requests admitted to model work (503 with Retry-After past that). Model calls run on the work
+pool's threads (`work.py`), never on the event loop. FastAPI's /docs and /redoc pages load their scripts from a
+CDN, so they are switched off. Every refused input is a 4xx with `{"detail": "<what is wrong and the fix>"}`,
+checked before any model work, and the server goes on serving.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,82 +18,37 @@ from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
-from .limits import too_large
-from .models import DemoModels, InputError
+from .asgi import Admission, BodyLimit
+from .limits import InputError
+from .models import DemoModels
+from .schemas import CaptionResponse, generate_request, problems, readable
+from .text import TextStream
+from .work import WorkPool
 
 STATIC = Path(__file__).parent / "static"
-MULTIPART_SLACK = 64 * 1024  # form boundaries and headers around an upload
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"example": {"detail": "what is wrong; the fix"}}}}
-    for code, text in [(413, "the upload is over the size limit"), (415, "the upload is not an image"),
-                       (422, "a field is missing, empty, too long or out of range")]}
+CHUNK = 16  # characters per model call of a streamed generation
 
 
-class GenerateRequest(BaseModel):
-    """A Tiny Shakespeare continuation: the prompt, how many new characters, how random."""
-
-    prompt: str = Field(description="text to continue, in the model's characters", examples=["ROMEO:"])
-    length: int = Field(300, description="new characters to generate")
-    temperature: float = Field(0.8, description="0 = greedy; higher = more random")
-    seed: int = Field(0, description="random seed of the sampling")
-
-
-class CaptionResponse(BaseModel):
-    """Both captioners' captions of one image, the image as they see it and their ViTs' attention."""
-
-    captions: dict[str, dict[str, str]] = Field(description='{"supervised"|"scst": {"greedy": ..., "beam": ...}}')
-    attention: dict[str, list[list[float]]] = Field(
-        description="per captioner: the class token's attention rollout over the ViT's patch grid")
-    attention_png: dict[str, str] = Field(description="per captioner: that map as a coloured PNG (data: URL)")
-    model_input_png: str = Field(description="the image as the captioners see it (image_size a side, data: URL)")
-    image_size: int
-    seconds: float = Field(description="server time for this request")
-
-
-def _problem(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status)
-
-
-def _readable(error: RequestValidationError) -> str:
-    """FastAPI's validation errors as one sentence per field, with what to send instead."""
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query") and not isinstance(x, int))
-        if e.get("type") == "json_invalid":
-            parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')}); send an "
-                         f"object such as {{\"prompt\": \"ROMEO:\", \"length\": 300}}")
-        elif e.get("type") == "missing":
-            fix = "attach an image as the form field 'file'" if where == "file" else "send it"
-            parts.append(f"{where or 'the request body'} is missing; {fix}")
-        else:
-            parts.append(f"{where or 'the request body'}: {e.get('msg', 'invalid')} (see /openapi.json)")
-    return "; ".join(parts) or "the request is invalid (see /openapi.json)"
-
-
-def create_app(models: DemoModels) -> FastAPI:
+def create_app(models: DemoModels, pool: WorkPool | None = None) -> FastAPI:
     """The app around loaded models; `uvicorn.run(create_app(models))` serves it."""
+    limits = models.limits
+    pool = pool or WorkPool(limits.workers, limits.queue)
     app = FastAPI(title="MLLM from scratch: web demo", docs_url=None, redoc_url=None,
                   description="Caption an image with the supervised and the SCST captioner, side by side, and "
-                              "generate Tiny Shakespeare with the char GPT. Errors: 4xx with a `detail` message.")
-    limit = models.limits.max_upload_bytes
+                              "generate Tiny Shakespeare with the char GPT. Errors: 4xx/503 with a `detail` message.")
+    app.state.pool = pool
+    app.add_middleware(Admission, pool=pool, limits=limits)
+    app.add_middleware(BodyLimit, limits=limits)  # added last: outermost, before admission
+    GenerateRequest = generate_request(limits, models.text.known)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, e: InputError) -> JSONResponse:
-        return _problem(e.status, str(e))
+        return JSONResponse({"detail": str(e)}, status_code=e.status)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        return _problem(422, _readable(e))
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        """An upload whose declared size is over the limit is refused before its body is read."""
-        declared = request.headers.get("content-length", "")
-        if request.url.path == "/api/caption" and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-            return _problem(413, too_large(int(declared), limit))
-        return await call_next(request)
+        return JSONResponse({"detail": readable(e)}, status_code=422)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -98,23 +56,36 @@ def create_app(models: DemoModels) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/info", summary="the loaded models, their decoding settings and the input limits")
+    @app.get("/api/info", summary="the loaded models, their decoding settings, the input limits and the work pool")
     def info() -> dict[str, Any]:
         return models.info()
 
-    @app.post("/api/caption", response_model=CaptionResponse, responses=ERRORS,
+    @app.post("/api/caption", response_model=CaptionResponse, responses=problems(400, 413, 415, 422, 503),
               summary="caption an image (any common format and size) with both captioners, greedy and beam")
-    def caption(file: Annotated[UploadFile, File(description="the image file")]) -> dict[str, Any]:
-        data = file.file.read(limit + 1)  # never more than the limit allows (a body without Content-Length)
-        return models.caption(data, file.filename or "upload")
+    async def caption(file: Annotated[UploadFile, File(description="the image file")]) -> dict[str, Any]:
+        data = await file.read()  # at most the body limit: BodyLimit cut anything larger
+        return await pool.run(models.caption, data, file.filename or "upload")
 
-    @app.post("/api/generate", response_class=StreamingResponse, summary="generate Tiny Shakespeare, streamed",
-              responses={200: {"content": {"text/plain": {}}, "description": "the new characters, streamed in "
-                                                                             "chunks as they are generated"},
-                         422: ERRORS[422]})
-    def generate(body: GenerateRequest) -> StreamingResponse:
-        idx = models.check_generation(body.prompt, body.length, body.temperature)  # refused before streaming
-        return StreamingResponse(models.stream(idx, body.length, body.temperature, body.seed),
-                                 media_type="text/plain; charset=utf-8", headers={"X-Content-Type-Options": "nosniff"})
+    async def generate(body: Any) -> StreamingResponse:
+        stream = models.text.start(body.prompt, body.length, body.temperature, body.seed)  # checked: 422 here
+        first = await pool.run(stream.step, min(CHUNK, body.length))  # a failing model is a 500, not an empty 200
+        return StreamingResponse(_rest(pool, stream, first, body.length), media_type="text/plain; charset=utf-8",
+                                 headers={"X-Content-Type-Options": "nosniff"})
+
+    generate.__annotations__ = {"body": GenerateRequest, "return": StreamingResponse}  # a model built per limits
+    app.post("/api/generate", response_class=StreamingResponse, summary="generate Tiny Shakespeare, streamed",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string", "minLength": 1}}},
+                              "description": "the new characters, streamed in chunks as they are generated"},
+                        **problems(400, 413, 422, 503)})(generate)
 
     return app
+
+
+async def _rest(pool: WorkPool, stream: TextStream, first: str, length: int) -> AsyncIterator[str]:
+    """The first chunk, then the others, each one model call on the work pool."""
+    yield first
+    done = min(CHUNK, length)
+    while done < length:
+        n = min(CHUNK, length - done)
+        yield await pool.run(stream.step, n)
+        done += n

@@ -23,8 +23,13 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=Limits.max_length,
                    help=f"most new characters per generation (default {Limits.max_length})")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per request (default: torch's choice; 1 suits many small concurrent requests)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="model calls that run at once (default: one per core, at most 4)")
+    p.add_argument("--queue", type=int, default=Limits.queue,
+                   help=f"requests that may wait for a worker; more at once are answered 503 with Retry-After "
+                        f"(default {Limits.queue})")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads per model call (default: the cores divided among the workers)")
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -33,17 +38,16 @@ def serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
     from .models import DemoModels
+    from .work import set_torch_threads
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     runs = Path(args.runs)
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1e6), max_prompt_chars=args.max_prompt_chars,
-                    max_length=args.max_length)
+                    max_length=args.max_length, workers=args.workers, queue=args.queue, threads=args.threads)
+    set_torch_threads(limits.threads)  # once, before any worker runs: workers x threads = the cores
     models = DemoModels(args.mllm or runs / "mllm-cpu", args.rl or runs / "rl-cpu", args.gpt or runs / "gpt-cpu",
                         args.device, limits)
     print(f"serving the demo at http://{args.host}:{args.port}/ (API: /api/caption, /api/generate; "
-          f"description: /openapi.json); Ctrl-C stops it", flush=True)
+          f"description: /openapi.json); {limits.workers} workers x {limits.threads} torch threads, queue "
+          f"{limits.queue}; Ctrl-C stops it", flush=True)
     uvicorn.run(create_app(models), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -2,7 +2,7 @@
 an image, read both captions, generate text, take a screenshot. The end-to-end test and docs/serve.png use it.
 Needs the dev extra (selenium) and `make browser`.
 
-    python -m mllm.serve.browser --url http://127.0.0.1:8000 --image some.jpg --out docs/serve.png
+    python tests/tools/serve_browser.py --url http://127.0.0.1:8000 --image some.jpg --out docs/serve.png
 """
 
 from __future__ import annotations
