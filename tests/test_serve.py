@@ -160,6 +160,14 @@ def test_bad_uploads_are_4xx_with_the_reason_and_the_server_goes_on(server, flic
         detail = response.json()["detail"]
         assert all(w in detail for w in words), detail
         assert "/tmp" not in detail  # the server's own paths stay private
+    # over a real socket too: a 30 MB upload without a Content-Length (chunked) is answered 413, not read in full
+    boundary = "serveTestBoundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"huge.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode()
+    parts = iter([head] + [bytes(65536)] * 460 + [f"\r\n--{boundary}--\r\n".encode()])
+    response = httpx.post(server + "/api/caption", content=parts, timeout=60,
+                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and "stopped reading it after 1.1" in response.json()["detail"]
     response = httpx.post(server + "/api/caption", data={"other": "x"}, timeout=60)
     assert response.status_code == 422 and "file is missing" in response.json()["detail"]
     still_serving(server, flickr)

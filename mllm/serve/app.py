@@ -18,11 +18,12 @@ from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from .asgi import Admission, BodyLimit
 from .limits import InputError
 from .models import DemoModels
-from .schemas import CaptionResponse, generate_request, problems, readable
+from .schemas import CaptionResponse, generate_request, problems, readable, unparsable
 from .text import TextStream
 from .work import WorkPool
 
@@ -49,6 +50,11 @@ def create_app(models: DemoModels, pool: WorkPool | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": readable(e)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        detail = unparsable(request.url.path) if e.status_code == 400 else e.detail  # FastAPI's own is terse
+        return JSONResponse({"detail": detail}, status_code=e.status_code, headers=e.headers)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

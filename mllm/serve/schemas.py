@@ -3,10 +3,10 @@ sentences naming the field and what to send instead."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from .limits import MAX_SEED, Limits
 
@@ -31,6 +31,15 @@ def prompt_pattern(characters: str) -> str:
     return "^[" + "".join(c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in characters) + "]+$"
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with no fraction (5.0) is a whole number, as JSON Schema's "integer" says; the rest stays as
+    sent, for the strict check (a string or a boolean is no number)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 def generate_request(limits: Limits, characters: str) -> type[BaseModel]:
     """The body of /api/generate. Its schema states every range; pydantic checks only the types (strictly: "5" is
     not a number), and the ranges are checked by `TextModel.check`, whose messages name the fix."""
@@ -41,11 +50,11 @@ def generate_request(limits: Limits, characters: str) -> type[BaseModel]:
         prompt=(str, Field(description="text to continue, in the model's characters", examples=["ROMEO:"],
                            json_schema_extra={"minLength": 1, "maxLength": limits.max_prompt_chars,
                                               "pattern": prompt_pattern(characters)})),
-        length=(int, Field(300, description="new characters to generate",
+        length=(WholeNumber, Field(min(300, limits.max_length), description="new characters to generate",
                            json_schema_extra={"minimum": 1, "maximum": limits.max_length})),
         temperature=(float, Field(0.8, description="0 = greedy; higher = more random",
                                   json_schema_extra={"minimum": 0, "maximum": limits.max_temperature})),
-        seed=(int, Field(0, description="random seed of the sampling",
+        seed=(WholeNumber, Field(0, description="random seed of the sampling",
                          json_schema_extra={"minimum": 0, "maximum": MAX_SEED})),
     )
 
@@ -60,6 +69,15 @@ class CaptionResponse(BaseModel):
     model_input_png: str = Field(description="the image as the captioners see it (image_size a side, data: URL)")
     image_size: int
     seconds: float = Field(description="server time for this request")
+
+
+def unparsable(path: str) -> str:
+    """The message for a body FastAPI could not parse at all (not UTF-8, a broken form)."""
+    if path == "/api/caption":
+        return ("the body is not a multipart form the server can parse; send the image as the form field 'file' "
+                "(e.g. curl -F file=@photo.jpg)")
+    return ("the body could not be parsed (JSON must be UTF-8 text); send an object such as "
+            "{\"prompt\": \"ROMEO:\", \"length\": 300}")
 
 
 def readable(error: RequestValidationError) -> str:
