@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "2 CPU cores), gpu (the full recipe)")
     p.add_argument("--runs", default="runs", help="folder for the run folders and the report (default runs/)")
     p.add_argument("--tests", action=argparse.BooleanOptionalAction, default=None,
-                   help="run the test suite for the report (default: yes, except for --preset tiny)")
+                   help="run the test suite for the report, its result per file and a screenshot of it (default: "
+                        "yes; --preset tiny runs the Transformer core's test files only unless --tests)")
     p.add_argument("--skip", nargs="*", choices=["reverse", "vit", "gpt", "captioner", "blind", "scst"],
                    help="stages to leave out (the report says they did not run)")
     add_data_args(p)
@@ -108,7 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu", help="whose runs: runs/<stage>-<preset> (default cpu)")
     p.add_argument("--runs", default="runs", help="folder holding the run folders (default runs/)")
     p.add_argument("--out", default=None, help="report path (default <runs>/REPORT.md); figures go beside it")
-    p.add_argument("--tests", action="store_true", help="run the test suite first and report its summary")
+    p.add_argument("--tests", action="store_true",
+                   help="run the test suite first (kept in <runs>/tests/: results per file, console, screenshot)")
+    p.add_argument("--html", default=None, metavar="OUT.html",
+                   help="also write the report as one self-contained HTML file (figures inline, no web access)")
+    p.add_argument("--pdf", default=None, metavar="OUT.pdf",
+                   help="also print it to PDF with headless Chromium (`make browser`); the HTML goes beside it "
+                        "unless --html names it")
     p.set_defaults(func=_lazy("mllm.pipeline", "report_command"))
     return parser
 

@@ -2,6 +2,9 @@
 
     data -> reverse -> vit -> gpt -> captioner -> blind -> scst -> tests -> report
 
+The test stage keeps the suite's result per file and a picture of its console under <runs>/tests/ (the tiny
+preset runs the core's test files only, unless --tests).
+
 A training stage is finished when its run folder holds summary.json (written last, atomically); it is then
 skipped if its config is the one this command would train, and an error naming the differing keys if not. A
 run folder with last.pt but no summary.json was stopped mid-way: it is resumed from its last checkpoint.
@@ -11,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +53,15 @@ STAGES = (
           inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
     Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 14}, "train-rl", "rl", "rl-{preset}",
           inits=(("init.captioner", "mllm-{preset}"),)),
-    Stage("tests", "the test suite", {"tiny": 0, "cpu": 5}),
+    Stage("tests", "the test suite", {"tiny": 0.4, "cpu": 6}),
     Stage("report", "the report", {"tiny": 0.1, "cpu": 0.5}),
 )
 LOCATION_PREFIXES = ("init.",)  # where a run's starting weights are, not what it is
 REVERSE_ARGS = {"tiny": ["--steps", "100", "--target", "0.2"]}  # a smoke run: a few seconds, not the full 0.99
+# The tiny demo's test stage: the Transformer core's files without their two reversal trainings (minutes each;
+# the demo's reverse stage trains the same model), so the smoke run stays short; --tests runs the whole suite.
+TINY_TESTS = ("tests/test_attention.py", "tests/test_blocks.py", "tests/test_transformer.py",
+              "-k", "not learns_to_reverse and not step_budget")
 
 
 def stage_overrides(stage: Stage, preset: str, runs: Path) -> list[str]:
@@ -148,17 +152,19 @@ def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[st
     return "resumed" if "--resume" in argv else "fresh"
 
 
-def run_tests(out: Path) -> None:
-    """Run the test suite (the README's test command) and keep its summary line for the report."""
-    start = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=REPO,
-                          capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    summary = next((line.strip("= ") for line in reversed(lines) if re.search(r"\d+ (passed|failed|error)", line)),
-                   lines[-1] if lines else "(no output)")
-    print(summary)
-    atomic_write_json(out, {"command": "python -m pytest -q", "summary": summary, "exit_code": proc.returncode,
-                            "wall_time_s": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M")})
+def suite_args(preset: str, full: bool | None) -> tuple[str, ...] | None:
+    """pytest's arguments for the test stage: the whole suite, or for the tiny smoke run (unless --tests) the core's
+    three files; None when the stage is left out (--no-tests)."""
+    if full is False:
+        return None
+    return TINY_TESTS if preset == "tiny" and full is None else ()
+
+
+def run_tests(out: Path, args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The test stage: the suite's result per file and per test, its console and a picture of it, under `out`."""
+    from mllm.report.testrun import run_tests as run
+
+    return run(out, args)
 
 
 def check_plan(stages: list[Stage], preset: str, runs: Path) -> None:
@@ -187,8 +193,8 @@ def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | No
     from mllm.report import write_report
 
     runs_dir = Path(runs)
-    tests = preset != "tiny" if tests is None else tests
-    stages = [s for s in STAGES if s.name not in skip and (tests or s.name != "tests")]
+    pytest_args = suite_args(preset, tests)
+    stages = [s for s in STAGES if s.name not in skip and (pytest_args is not None or s.name != "tests")]
     check_plan(stages, preset, runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     data_args = ["--data-root", data_root or "data"] + (["--data-mirror", mirror] if mirror else [])
@@ -212,9 +218,10 @@ def run_demo(preset: str = "cpu", data_root: str | None = None, mirror: str | No
                 if code != 0:
                     print("the reversal did not reach its target accuracy; the report says so")
         elif stage.name == "tests":
-            run_tests(runs_dir / "tests.json")
+            run_tests(runs_dir / "tests", pytest_args)
         elif stage.name == "report":
-            print(f"report written to {write_report(runs_dir, preset, runs_dir / 'REPORT.md')}")
+            written = write_report(runs_dir, preset, runs_dir / "REPORT.md", tests_ran=pytest_args is not None)
+            print(f"report written to {written}")
         else:
             state = run_training_stage(stage, preset, runs_dir, data_args)
         seconds = time.time() - start
@@ -233,8 +240,20 @@ def demo_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from mllm.report import write_report
 
+    if args.pdf:
+        from mllm.report.html import find_browser
+
+        find_browser()  # before the test run: an error naming the install, not after minutes of tests
     if args.tests:
-        run_tests(Path(args.runs) / "tests.json")
-    path = write_report(Path(args.runs), args.preset, Path(args.out) if args.out else None)
+        run_tests(Path(args.runs) / "tests")
+    path = write_report(Path(args.runs), args.preset, Path(args.out) if args.out else None,
+                        tests_ran=True if args.tests else None)
     print(f"report written to {path}")
+    if args.html or args.pdf:
+        from mllm.report.html import print_pdf, write_html
+
+        page = Path(args.html) if args.html else Path(args.pdf).with_suffix(".html")
+        print(f"one-file HTML report written to {write_html(path, page)}")
+        if args.pdf:
+            print(f"PDF report written to {print_pdf(page, Path(args.pdf))}")
     return 0

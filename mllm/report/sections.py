@@ -15,6 +15,7 @@ from mllm.multimodal.report import markdown_table
 from mllm.training.config import config_diff
 from mllm.training.launch import WHERE_KEYS
 
+from . import testrun
 from .tables import ablation_table, analysis_captioner, analysis_scst, fmt, minutes
 
 STAGE_FOLDERS = {"reverse": "reverse-{preset}", "vit": "vit-{preset}", "gpt": "gpt-{preset}",
@@ -29,6 +30,7 @@ class Context:
     preset: str
     out_dir: Path
     fig_dir: Path
+    tests_ran: bool | None = None  # the test stage ran for this report (True), was left out of a demo (False)
 
     def folder(self, stage: str) -> Path:
         return self.runs / STAGE_FOLDERS[stage].format(preset=self.preset)
@@ -89,13 +91,8 @@ def _cider_line(s: dict, label: str) -> str:
 
 
 def tests_section(ctx: Context) -> str:
-    path = ctx.runs / "tests.json"
-    head = "## The test suite\n"
-    if not path.is_file():
-        return head + "\n*Not run for this report: `python main.py report --tests` (or `demo --tests`) runs it.*\n"
-    t = json.loads(path.read_text())
-    state = "passed" if t["exit_code"] == 0 else f"FAILED (exit code {t['exit_code']})"
-    return head + f"\n`{t['command']}` on {t['date']}: **{t['summary']}** ({state}, {minutes(t['wall_time_s'])}).\n"
+    """The test suite's result per file and its screenshot (`testrun.tests_section`)."""
+    return testrun.tests_section(ctx.runs, ctx.out_dir, ctx.fig_dir, ctx.tests_ran)
 
 
 @section("reverse", "## 1. The Transformer core: reversing digit strings\n", "python main.py reverse")
