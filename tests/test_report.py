@@ -99,11 +99,14 @@ def test_a_report_whose_test_stage_did_not_run_says_so(failing_run, tmp_path):
         (runs / "tests" / "moved.json").rename(runs / "tests" / RESULTS)
 
 
-def test_the_html_report_holds_every_figure_inline(tmp_path):
+def test_the_html_report_holds_every_figure_inline(failing_run, tmp_path):
+    runs = tmp_path / "runs"  # the kept cpu runs, with the failing project's test stage
+    runs.mkdir()
+    for stage in (REPO / "results" / "demo-cpu").glob("*-cpu*"):
+        (runs / stage.name).symlink_to(stage)
+    (runs / "tests").symlink_to(failing_run[0] / "tests")
     out = tmp_path / "REPORT.md"
-    code = main(["report", "--runs", str(REPO / "results" / "demo-cpu"), "--out", str(out),
-                 "--html", str(tmp_path / "REPORT.html")])
-    assert code == 0
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--html", str(tmp_path / "REPORT.html")]) == 0
     markdown, page = out.read_text(), (tmp_path / "REPORT.html").read_text()
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
     assert len(figures) >= 10 and any("tests-screenshot" in f for f in figures)
@@ -113,6 +116,7 @@ def test_the_html_report_holds_every_figure_inline(tmp_path):
         assert source == "data:image/png;base64," + base64.b64encode((tmp_path / figure).read_bytes()).decode()
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the web when it opens
     assert page.count("<table>") >= 10 and "<h2>The test suite</h2>" in page
+    assert '<b class="bad">tests/test_broken.py</b>' in page and ".bad { color: #c62828;" in page
 
 
 def _chromium_or_skip() -> None:
