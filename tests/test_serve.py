@@ -224,7 +224,7 @@ def test_a_burst_past_the_queue_gets_503_at_once_and_the_server_serves_after(ser
     ok = [r for r in results if r["status"] == 200]
     refused = [r for r in results if r["status"] == 503]
     assert len(ok) + len(refused) == n, {r["status"] for r in results}
-    assert 1 <= len(ok) <= WORKERS + QUEUE and len(refused) >= n - WORKERS - QUEUE
+    assert ok and refused  # (how many of each depends on how fast the 40 arrive; the exact count: test_serve_guards)
     assert all(r["chars"] == 500 for r in ok)
     assert all(r["retry_after"] == "1" and "--queue" in r["detail"] for r in refused), refused[0]
     assert max(r["seconds"] for r in refused) < 5  # answered, not left waiting
