@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length-penalty", type=float, default=None, help="default: the run's eval.length_penalty")
     p.add_argument("--max-len", type=int, default=None,
                    help="tokens per caption (char captioners: characters); default: the run's eval.max_len")
+    p.add_argument("--attention", metavar="OUT.png", default=None,
+                   help="also draw where each word looked in the image (per layer and combined) over the photo; "
+                        "several images: OUT-1.png, OUT-2.png, ...")
     p.add_argument("--device", default="cpu")
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.multimodal.cli", "caption"))

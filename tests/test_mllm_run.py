@@ -47,7 +47,8 @@ def test_training_batches_frozen_then_full(mirror, data_root):
     train = torch.from_numpy(task.split["train"][:5]).long()
     with torch.no_grad():
         task.model.eval()
-        assert torch.allclose(task.features_of(train), task.model.patch_features(task.images[train]), atol=1e-5)
+        exact = task.model.patch_features(task.images[train])  # the cache keeps them as float16
+        assert torch.allclose(task.features_of(train), exact, atol=2e-3 * float(exact.abs().max()))
         assert not torch.allclose(task.features_of(train, 1), task.features_of(train))
     assert task.features.shape[1] == len(task.split["train"])  # rows for train images only
     with pytest.raises(ValueError, match="not train images"):

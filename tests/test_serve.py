@@ -83,8 +83,16 @@ def test_captions_equal_the_captioners_own_and_the_attention_is_a_distribution(s
     for api_name, key in (("supervised", "mllm"), ("scst", "rl")):
         model, tok = load_captioner(checkpoints[key])
         for strategy in ("greedy", "beam"):
-            expected = tok.decode(model.generate(seen, strategy=strategy, **model.decoding)[0])
+            ids, att = model.generate(seen, strategy=strategy, attention=True, **model.decoding)
+            expected = tok.decode(ids[0])
             assert got["captions"][api_name][strategy] == expected and expected
+            words = got["word_attention"][api_name][strategy]  # one map per word, from the same decoding
+            assert [w["word"] for w in words] == expected.split()
+            side = int(model.num_image_tokens ** 0.5)
+            for j, w in enumerate(words):
+                grid = np.array(w["map"])
+                assert grid.shape == (side, side) and abs(grid.sum() - 1) < 1e-3 and w["png"].startswith("data:")
+                assert np.allclose(grid.ravel(), att.combined[0, j].numpy(), atol=1e-4)
         grid = np.array(got["attention"][api_name])
         assert grid.shape == (4, 4) and (grid >= 0).all() and 0.1 < grid.sum() <= 1 + 1e-4
     assert got["captions"]["supervised"] != got["captions"]["scst"]  # two different models
@@ -253,7 +261,8 @@ def test_the_page_captions_an_upload_and_streams_text_in_headless_chromium(serve
     image.write_bytes(flickr["bytes"][flickr["test"][0]])
     notes = folder / "notes.txt"
     notes.write_text("not an image")
-    expected = _caption(server, image.read_bytes()).json()["captions"]
+    answer = _caption(server, image.read_bytes()).json()
+    expected = answer["captions"]
     driver = browser.headless_chromium()
     try:
         driver.get(server + "/")
@@ -262,6 +271,9 @@ def test_the_page_captions_an_upload_and_streams_text_in_headless_chromium(serve
         shown = browser.caption_in_page(driver, image)  # then a Flickr8k test image: both captions appear
         assert shown == {f"cap-{m}-{s}": expected[m][s] for m in ("supervised", "scst") for s in ("greedy", "beam")}
         assert all(shown.values())
+        word = answer["word_attention"]["supervised"]["greedy"][1]  # a word's map, on click
+        assert browser.word_map_in_page(driver, "cap-supervised-greedy", 1) == {
+            "png": word["png"], "label": f'"{word["word"]}" (supervised, greedy)'}
         text = browser.generate_in_page(driver, "", 10)
         assert "prompt is empty" in text["error"]
         text = browser.generate_in_page(driver, "ROMEO:", 120, 0.8)

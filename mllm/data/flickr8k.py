@@ -57,6 +57,23 @@ def prepare_flickr8k(root: str | Path = "data", mirror: Path | None = None, imag
                     arrays["caption_image"], stats)
 
 
+def read_photos(names: list[str], root: str | Path = "data", mirror: Path | None = None) -> list[np.ndarray]:
+    """Named Flickr8k images (e.g. 1000268201_693b08cb0e.jpg) as stored in the archive, uint8 [H, W, 3] RGB:
+    the photos at full resolution (the mirror's copies at the size it keeps), for figures."""
+    path = fetch([IMAGES], mirror, Path(root) / "downloads")
+    with _open_zip(path) as z:
+        members = {Path(n).name: n for n in z.namelist() if n.lower().endswith(".jpg")}
+        unknown = [n for n in names if n not in members]
+        if unknown:
+            raise DataError(f"{path} holds no image named {unknown[0]!r}; Flickr8k names look like "
+                            f"1000268201_693b08cb0e.jpg")
+        out = []
+        for name in names:
+            with Image.open(io.BytesIO(z.read(members[name]))) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        return out
+
+
 def _open_zip(path: Path) -> zipfile.ZipFile:
     try:
         z = zipfile.ZipFile(path)

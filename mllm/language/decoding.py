@@ -1,5 +1,6 @@
-"""Decoding in one place: token filters and sampling, batched caption decoding (greedy or sampled) with the
-key/value cache and per-row stopping, beam search, and teacher-forced log-probabilities of given tokens.
+"""Decoding in one place: token filters and sampling, text generation from a prompt (`extend`), batched caption
+decoding (greedy or sampled) with the key/value cache and per-row stopping, beam search, teacher-forced
+log-probabilities of given tokens, and where each decoded token looked in the prefix (attention maps).
 
 A "decoder" here is a GPT (`mllm.language.gpt.GPT`) with an optional prefix of embeddings [B, P, D] (image
 tokens for the captioner) before a begin token. Every sequence is [prefix] BOS t_1 ... t_L; the returned
@@ -9,10 +10,55 @@ masked out).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 NEG_INF = float("-inf")
+
+
+class PrefixAttention(NamedTuple):
+    """Where each generated token looked in the prefix (the image tokens), per layer.
+
+    maps [B, layers, L, P]: for token t, the self-attention of the position that predicted it (BOS for the
+    first, then the token before it) to the P prefix positions, averaged over heads and renormalised to sum to
+    one over the prefix. mass [B, layers, L]: the share of that position's attention that went to the prefix
+    before renormalising. `combined` averages the maps over layers.
+    """
+
+    maps: Tensor
+    mass: Tensor
+
+    @property
+    def combined(self) -> Tensor:
+        """[B, L, P]: the mean over layers of the per-layer maps (each sums to one over the prefix)."""
+        return self.maps.mean(dim=1)
+
+
+def prefix_attention(cache, prefix_len: int, num_tokens: int) -> PrefixAttention:
+    """A cache that recorded its attention (`DecoderCache.record_attention`) -> the maps of the first
+    `num_tokens` tokens after the prefix and begin token (query positions prefix_len .. + num_tokens - 1)."""
+    if prefix_len == 0:
+        raise ValueError("no prefix to attend to: attention maps need image tokens (a blind model has none)")
+    layers = []
+    for self_cache, _ in cache.layers:
+        if not self_cache.weights:
+            raise ValueError("the cache recorded no attention: call cache.record_attention() before decoding")
+        rows = torch.cat([w[..., :prefix_len] for w in self_cache.weights], dim=2)  # [B, H, queries, P]
+        layers.append(rows[:, :, prefix_len : prefix_len + num_tokens].mean(dim=1))  # [B, L, P]
+    weights = torch.stack(layers, dim=1).float()  # [B, layers, L, P]
+    mass = weights.sum(-1)
+    return PrefixAttention(weights / mass.clamp_min(1e-12)[..., None], mass)
+
+
+def attention_of(gpt, prefix: Tensor, tokens: Tensor, bos_id: int) -> PrefixAttention:
+    """The prefix attention of given tokens [B, L] (e.g. a beam search's captions), from one teacher-forced
+    pass: equal to what decoding them one token at a time with the cache records."""
+    cache = gpt.decoder.new_cache().record_attention()
+    with torch.no_grad():
+        gpt(teacher_inputs(tokens, bos_id), prefix=prefix, cache=cache)
+    return prefix_attention(cache, prefix.shape[1], tokens.shape[1])
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
@@ -65,20 +111,25 @@ def real_token_mask(tokens: Tensor, eos_id: int) -> Tensor:
 @torch.no_grad()
 def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, temperature: float = 0.0,
            top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-           batch_size: int | None = None, use_cache: bool = True, banned: tuple[int, ...] = ()
-           ) -> tuple[Tensor, Tensor]:
+           batch_size: int | None = None, use_cache: bool = True, banned: tuple[int, ...] = (),
+           attention: bool = False) -> tuple[Tensor, ...]:
     """Greedy (temperature 0) or sampled decoding of B sequences after `prefix` [B, P, D] and a begin token.
 
     Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
     (softmax of logits / temperature with the `banned` tokens removed, before top-k/top-p filtering;
     temperature 1 for greedy). Rows stop at their end token; decoding stops when every row has.
+    With `attention`, also each token's `PrefixAttention`, recorded in the same passes that chose the tokens.
     """
     b = prefix.shape[0] if prefix is not None else (batch_size or 1)
     device = next(gpt.parameters()).device
     _check_room(gpt, 0 if prefix is None else prefix.shape[1], max_len)
     tokens = torch.full((b, 1), bos_id, dtype=torch.long, device=device)
     logprobs, done = [], torch.zeros(b, dtype=torch.bool, device=device)
+    if attention and not use_cache:
+        raise ValueError("attention maps are recorded through the key/value cache: use_cache must be True")
     cache = gpt.decoder.new_cache() if use_cache else None
+    if attention:
+        cache.record_attention()
     logits, _ = gpt(tokens, prefix=prefix, cache=cache, last_only=True)
     for _ in range(max_len):
         last = _ban(logits[:, -1].float(), banned)
@@ -96,7 +147,49 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
             logits, _ = gpt(tokens, prefix=prefix, last_only=True)
     out = tokens[:, 1:]
     logp = torch.cat(logprobs, dim=1).masked_fill(~real_token_mask(out, eos_id), 0.0)
+    if attention:
+        return out, logp, prefix_attention(cache, 0 if prefix is None else prefix.shape[1], out.shape[1])
     return out, logp
+
+
+@torch.no_grad()
+def extend(gpt, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+           top_p: float | None = None, prefix: Tensor | None = None, use_cache: bool = True,
+           generator: torch.Generator | None = None, stop_token: int | None = None) -> Tensor:
+    """Extend a prompt idx [B, T] by up to max_new_tokens sampled tokens -> [B, T + new] (text generation).
+
+    temperature 0 means greedy. With the cache each step feeds one token; past the context the window slides:
+    the cache is rebuilt from the last half-context of tokens (a prefix must fit). `stop_token`: stop once every
+    row has produced it (rows that have keep producing it).
+    """
+    context = gpt.cfg.context
+    n_prefix = 0 if prefix is None else prefix.shape[1]
+    if idx.shape[1] == 0 and prefix is None:
+        raise ValueError("GPT.generate needs a prompt of at least one token or a prefix; got an empty prompt "
+                         "(start from a newline or another token)")
+    if n_prefix + idx.shape[1] > context and prefix is not None:
+        raise ValueError(f"prefix ({n_prefix}) + prompt ({idx.shape[1]}) exceed the context {context}")
+    cache = None
+    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    for _ in range(max_new_tokens):
+        if not use_cache:
+            logits, _ = gpt(idx[:, -(context - n_prefix):], prefix=prefix, last_only=True)
+        elif cache is None or len(cache) + 1 > context:  # (re)fill the cache
+            if cache is not None and prefix is not None:
+                raise ValueError(f"prefix + tokens exceed the context {context}; lower max_new_tokens")
+            keep = context - n_prefix if cache is None else context // 2
+            cache = gpt.decoder.new_cache()
+            logits, _ = gpt(idx[:, -keep:], prefix=prefix, cache=cache, last_only=True)
+        else:
+            logits, _ = gpt(idx[:, -1:], cache=cache, last_only=True)
+        nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+        if stop_token is not None:
+            nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
+            done |= nxt[:, 0] == stop_token
+        idx = torch.cat([idx, nxt], dim=1)
+        if stop_token is not None and bool(done.all()):
+            break
+    return idx
 
 
 def token_logprobs(gpt, prefix: Tensor | None, tokens: Tensor, bos_id: int, eos_id: int,

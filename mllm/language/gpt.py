@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from mllm.checkpoint import load_checkpoint, load_weights
 from mllm.transformer import DecoderCache, LearnedPositionalEncoding, TransformerDecoder
 
-from .decoding import filter_logits, sample
+from .decoding import extend, filter_logits, sample
 from .tokenizer import CharTokenizer
 
 __all__ = ["GPT", "GPTConfig", "filter_logits", "load_gpt", "sample"]
@@ -81,43 +81,11 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return logits, loss
 
-    @torch.no_grad()
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, prefix: Tensor | None = None, use_cache: bool = True,
                  generator: torch.Generator | None = None, stop_token: int | None = None) -> Tensor:
-        """Extend idx [B, T] by up to max_new_tokens sampled tokens -> [B, T + new].
-
-        temperature 0 means greedy. With the cache each step feeds one token; past the context the
-        window slides: the cache is rebuilt from the last half-context of tokens (a prefix must fit).
-        `stop_token`: stop once every row has produced it.
-        """
-        n_prefix = 0 if prefix is None else prefix.shape[1]
-        if idx.shape[1] == 0 and prefix is None:
-            raise ValueError("GPT.generate needs a prompt of at least one token or a prefix; got an empty prompt "
-                             "(start from a newline or another token)")
-        if n_prefix + idx.shape[1] > self.cfg.context and prefix is not None:
-            raise ValueError(f"prefix ({n_prefix}) + prompt ({idx.shape[1]}) exceed the context {self.cfg.context}")
-        cache = None
-        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
-        for _ in range(max_new_tokens):
-            if not use_cache:
-                logits, _ = self(idx[:, -(self.cfg.context - n_prefix):], prefix=prefix, last_only=True)
-            elif cache is None or len(cache) + 1 > self.cfg.context:  # (re)fill the cache
-                if cache is not None and prefix is not None:
-                    raise ValueError(f"prefix + tokens exceed the context {self.cfg.context}; lower max_new_tokens")
-                keep = self.cfg.context - n_prefix if cache is None else self.cfg.context // 2
-                cache = self.decoder.new_cache()
-                logits, _ = self(idx[:, -keep:], prefix=prefix, cache=cache, last_only=True)
-            else:
-                logits, _ = self(idx[:, -1:], cache=cache, last_only=True)
-            nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
-            if stop_token is not None:
-                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
-                done |= nxt[:, 0] == stop_token
-            idx = torch.cat([idx, nxt], dim=1)
-            if stop_token is not None and bool(done.all()):
-                break
-        return idx
+        """Extend idx [B, T] by up to max_new_tokens sampled tokens -> [B, T + new] (`decoding.extend`)."""
+        return extend(self, idx, max_new_tokens, temperature, top_k, top_p, prefix, use_cache, generator, stop_token)
 
 
 def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:

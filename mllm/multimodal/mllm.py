@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mllm.checkpoint import load_checkpoint, load_weights
-from mllm.language.decoding import beam_search, decode, token_logprobs
+from mllm.language.decoding import PrefixAttention, attention_of, beam_search, decode, token_logprobs
 from mllm.language.gpt import GPT, GPTConfig
 from mllm.vision.vit import ViT, ViTConfig
 
@@ -24,6 +24,12 @@ from .connector import Connector
 from .tokenizer import tokenizer_from_state
 
 STRATEGIES = ("greedy", "sample", "beam")
+
+
+def content_word_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Multi-label grounding loss: logits [B, W] of the content words, targets [B, W] in {0, 1} (1: one of the
+    image's reference captions names word w) -> binary cross-entropy, mean over images and words."""
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
 
 
 def caption_token_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -42,6 +48,8 @@ class CaptionerConfig:
     eos_id: int = 1
     blind: bool = False  # a baseline: no image tokens, the language model alone
     banned_ids: tuple[int, ...] = ()  # never generated (the word tokenizer's begin and unknown tokens)
+    reduce_factor: int = 2  # pixel_shuffle / avgpool: f x f neighbouring patches become one image token
+    aux_words: int = 0  # > 0: a head predicting which of this many content words the references name
 
 
 class Captioner(nn.Module):
@@ -52,7 +60,10 @@ class Captioner(nn.Module):
         self.cfg = cfg
         self.vit = ViT(ViTConfig(**cfg.vision))
         self.gpt = GPT(GPTConfig(**cfg.text))
-        self.connector = Connector(self.vit.cfg.d_model, self.gpt.cfg.d_model, cfg.connector, cfg.reduce)
+        self.connector = Connector(self.vit.cfg.d_model, self.gpt.cfg.d_model, cfg.connector, cfg.reduce,
+                                   cfg.reduce_factor)
+        # the grounding head: image tokens (mean) -> one logit per content word (`content_word_loss`)
+        self.word_head = nn.Linear(self.gpt.cfg.d_model, cfg.aux_words) if cfg.aux_words else None
         self.bos_id, self.eos_id, self.banned = cfg.bos_id, cfg.eos_id, tuple(cfg.banned_ids)
 
     def config_dict(self) -> dict[str, Any]:
@@ -78,30 +89,47 @@ class Captioner(nn.Module):
         return self.connector(features)
 
     def forward(self, captions: Tensor, targets: Tensor | None = None, images: Tensor | None = None,
-                features: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+                features: Tensor | None = None, words: bool = False) -> tuple[Tensor, ...]:
         """captions [B, T] = BOS w_1 .. (padded), targets [B, T] = w_1 .. EOS (-100 = no loss).
 
         Returns logits [B, T, V] for the caption positions (the image positions carry no loss) and the mean
-        cross-entropy over the target tokens if targets are given.
+        cross-entropy over the target tokens if targets are given; with `words`, also the grounding head's
+        content-word logits [B, aux_words] from the same image tokens.
         """
-        return self.gpt(captions, targets=targets, prefix=self.image_tokens(images, features))
+        prefix = self.image_tokens(images, features)
+        logits, loss = self.gpt(captions, targets=targets, prefix=prefix)
+        return (logits, loss, self.word_logits(prefix)) if words else (logits, loss)
+
+    def word_logits(self, image_tokens: Tensor) -> Tensor:
+        """image tokens [B, P, D] -> content-word logits [B, aux_words] (the grounding head on their mean)."""
+        if self.word_head is None:
+            raise ValueError("this captioner has no content-word head (aux_words = 0)")
+        return self.word_head(image_tokens.mean(dim=1))
 
     @torch.no_grad()
     def generate(self, images: Tensor | None = None, features: Tensor | None = None, max_len: int = 20,
                  strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
-                 beam_size: int = 3, length_penalty: float = 0.0, generator: torch.Generator | None = None
-                 ) -> Tensor:
+                 beam_size: int = 3, length_penalty: float = 0.0, generator: torch.Generator | None = None,
+                 attention: bool = False) -> Tensor | tuple[Tensor, PrefixAttention]:
         """Caption token ids [B, L] (each row up to its end token, then end tokens) by greedy decoding,
-        sampling (temperature, top-k) or beam search (beam size, length penalty), with the key/value cache."""
+        sampling (temperature, top-k) or beam search (beam size, length penalty), with the key/value cache.
+
+        With `attention`, also where each token looked in the image (`PrefixAttention`: maps [B, layers, L, P]
+        over the P image tokens): recorded in the decoding passes themselves for greedy and sampling, and for
+        beam search from one teacher-forced pass over the chosen captions (the same numbers, as the key/value
+        cache is exact).
+        """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         prefix = self.image_tokens(images, features)
         if strategy == "beam":
-            return beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty,
-                               self.banned)
+            ids = beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty,
+                              self.banned)
+            return (ids, attention_of(self.gpt, prefix, ids, self.bos_id)) if attention else ids
         t = temperature if strategy == "sample" else 0.0
-        return decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator,
-                      banned=self.banned)[0]
+        out = decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator,
+                     banned=self.banned, attention=attention)
+        return (out[0], out[2]) if attention else out[0]
 
     @torch.no_grad()
     def sample_captions(self, images: Tensor | None = None, features: Tensor | None = None, n: int = 1,

@@ -17,7 +17,7 @@ from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
 from mllm.data.augment import random_crop, random_flip
 from mllm.evaluation.cider import CiderD
-from mllm.evaluation.tokenize import simple_tokenize
+from mllm.evaluation.tokenize import ptb_tokenize, simple_tokenize
 from mllm.language.decoding import real_token_mask
 from mllm.language.tokenizer import CharTokenizer
 from mllm.training.config import Config, ConfigError
@@ -25,10 +25,11 @@ from mllm.training.loop import LossOutput, Task
 from mllm.training.runtime import epoch_indices, step_generator
 from mllm.vision.vit import ViT, ViTConfig
 
-from .mllm import Captioner, CaptionerConfig, caption_token_loss
+from .mllm import Captioner, CaptionerConfig, caption_token_loss, content_word_loss
 from .tokenizer import CaptionCharTokenizer, WordTokenizer
+from .words import content_vocabulary, word_targets
 
-VISION_KEYS = ("patch_size", "d_model", "num_layers", "num_heads", "mlp_ratio")
+VISION_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio")  # image and patch size may differ: adapted
 TEXT_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "context")
 
 
@@ -83,14 +84,16 @@ class CaptioningTask(Task):
         vision = {**dict(m.vision), "image_size": m.image_size}
         if vision_state is not None:
             _check_fits("vision", vision_state["path"], vision_state["extra"]["model_config"], vision, VISION_KEYS)
-            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size}
+            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size,
+                      "patch_size": m.vision.patch_size}
         text = {**dict(m.text), "vocab_size": self.tokenizer.vocab_size}
         if text_state is not None:
             _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
             text = {**text_state["extra"]["model_config"], "vocab_size": self.tokenizer.vocab_size,
                     "dropout": m.text.dropout}
         self.model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, self.tokenizer.bos_id,
-                                               self.tokenizer.eos_id, m.blind, self.tokenizer.banned_ids))
+                                               self.tokenizer.eos_id, m.blind, self.tokenizer.banned_ids,
+                                               m.reduce_factor, 0 if m.blind else m.grounding_words))
         if vision_state is not None:
             self._init_vision(vision_state)
         if text_state is not None:
@@ -125,12 +128,27 @@ class CaptioningTask(Task):
         """Every caption as ids (self.tokenizer), the images as a tensor, the dev CIDEr-D scorer."""
         self.captions = encode_captions([str(c) for c in data.captions], self.tokenizer, self.cfg.model.max_caption_len)
         self.images = torch.from_numpy(data.images)
-        self.cider = CiderD([[simple_tokenize(c).split() for c in data.captions_of(i)] for i in self.split["dev"]])
+        # dev is scored as the test split is: the same tokenizer (`ptb_tokenize`, Java's PTB tokenizer where java
+        # is found) and CIDEr-D with document frequencies from the references of the images scored
+        self.val_images = self.split["dev"][: self.cfg.eval.val_images]
+        refs = ptb_tokenize({int(i): data.captions_of(int(i)) for i in self.val_images})
+        self.val_refs = [[c.split() for c in refs[int(i)]] for i in self.val_images]
+        self.cider = CiderD(self.val_refs)
+        words = self.cfg.model.grounding_words
+        if words and not self.cfg.model.blind:  # train references only: dev and test stay unseen
+            train_refs = [[simple_tokenize(c).split() for c in data.captions_of(int(i))] for i in self.split["train"]]
+            self.content_words = content_vocabulary([t for refs in train_refs for t in refs], words)
+            self.word_targets = torch.zeros(len(data.images), len(self.content_words))
+            self.word_targets[torch.from_numpy(self.split["train"]).long()] = word_targets(train_refs,
+                                                                                          self.content_words)
+        else:
+            self.content_words, self.word_targets = [], None
 
     def _init_vision(self, state: dict) -> None:
         vit = ViT(ViTConfig(**state["extra"]["model_config"]))
         load_weights(vit, state["model"], state["path"])
-        self.model.vit.load_state_dict(vit.at_image_size(self.cfg.model.image_size).state_dict())
+        m = self.cfg.model
+        self.model.vit.load_state_dict(vit.adapted(m.image_size, m.vision.patch_size).state_dict())
 
     def _init_text(self, state: dict) -> None:
         """The GPT's weights; embedding rows for new characters start at the mean of the known ones."""
@@ -159,13 +177,16 @@ class CaptioningTask(Task):
         train = torch.from_numpy(self.split["train"]).long()
         self.feature_row = torch.full((len(self.images),), -1, dtype=torch.long)
         self.feature_row[train] = torch.arange(len(train))
-        out = torch.empty(views, len(train), self.model.vit.grid**2, self.model.vit.cfg.d_model)
+        # float16: half the memory of float32 (a 64x64 image in 4-pixel patches has 256 patch tokens)
+        out = torch.empty(views, len(train), self.model.vit.grid**2, self.model.vit.cfg.d_model, dtype=torch.float16)
         for v in range(views):
             g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + v)
             for i in range(0, len(train), batch_size):
                 rows = train[i : i + batch_size]
                 images = self.images[rows] if v == 0 else self.augment(self.images[rows], g)
                 out[v, i : i + batch_size] = self.model.patch_features(images)
+        print(f"feature cache: {views} views x {len(train)} train images x {out.shape[2]} patches x {out.shape[3]} "
+              f"(float16): {out.numel() * out.element_size() / 2**20:.0f} MiB", flush=True)
         return out
 
     def features_of(self, image_idx: Tensor, view: Tensor | int = 0) -> Tensor:
@@ -173,16 +194,18 @@ class CaptioningTask(Task):
         rows = self.feature_row[image_idx]
         if (rows < 0).any():
             raise ValueError(f"images {image_idx[rows < 0][:5].tolist()} are not train images: only those are cached")
-        return self.features[view, rows]
+        return self.features[view, rows].float()
 
     def param_groups(self) -> list[dict[str, Any]]:
         t, m = self.cfg.train, self.model
+        heads = list(m.word_head.parameters()) if m.word_head is not None else []
         return [{"name": "vision", "params": list(m.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
-                {"name": "connector", "params": list(m.connector.parameters())},
+                {"name": "connector", "params": list(m.connector.parameters()) + heads},
                 {"name": "text", "params": list(m.gpt.parameters()), "lr": t.lr * t.text_lr_scale}]
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
-        """(images uint8 [B, S, S, 3] or cached features [B, N, D], captions [B, T], targets [B, T])."""
+        """(images uint8 [B, S, S, 3] or cached features [B, N, D], captions [B, T], targets [B, T]) and, with
+        the grounding head, the content-word targets [B, W] of each caption's image."""
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
         idx = torch.from_numpy(self.train_caps)[epoch_indices(len(self.train_caps), t.batch_size, k, t.seed)]
@@ -198,14 +221,23 @@ class CaptioningTask(Task):
             pixels = self.features_of(image_idx, view)
         else:
             pixels = self.augment(self.images[image_idx], g)
+        if self.word_targets is not None:
+            return pixels, tokens[:, :-1], targets, self.word_targets[image_idx]
         return pixels, tokens[:, :-1], targets
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
-        pixels, captions, targets = batch
+        """Cross-entropy per caption token, plus grounding_weight x the content-word loss (`content_word_loss`)
+        when the grounding head is on: summed as weight x loss x tokens, so the objective is their weighted sum."""
+        pixels, captions, targets = batch[:3]
         images, features = (pixels, None) if pixels.dtype == torch.uint8 else (None, pixels)
-        logits, _ = model(captions, images=images, features=features)
+        if len(batch) == 3:
+            logits, _ = model(captions, images=images, features=features)
+            return LossOutput(*caption_token_loss(logits, targets))
+        logits, _, words = model(captions, images=images, features=features, words=True)
         total, count = caption_token_loss(logits, targets)
-        return LossOutput(total, count)
+        grounding = content_word_loss(words, batch[3])
+        return LossOutput(total + self.cfg.train.grounding_weight * grounding * count, count,
+                          {"grounding": grounding.detach()})
 
     # ---- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
@@ -236,10 +268,9 @@ class CaptioningTask(Task):
         return total / count
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        images = self.split["dev"][: self.cfg.eval.val_images]
-        captions = self.captions_for(model, images)
-        refs = [[simple_tokenize(c).split() for c in self.data.captions_of(i)] for i in images]
-        cider, _ = self.cider.score([simple_tokenize(c).split() for c in captions], refs)
+        captions = self.captions_for(model, self.val_images)
+        tokenized = ptb_tokenize({i: [c] for i, c in enumerate(captions)})
+        cider, _ = self.cider.score([tokenized[i][0].split() for i in range(len(captions))], self.val_refs)
         return {"val_loss": self.dev_loss(model), "val_cider": cider, "val_distinct": float(len(set(captions)))}
 
     def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
@@ -248,6 +279,9 @@ class CaptioningTask(Task):
             log(f"  dev {self.data.names[i]}: {caption!r}   (ref: {self.data.captions_of(i)[0]!r})")
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
+        if not self.cfg.eval.test:  # an ablation compared on dev: the test split stays unseen
+            log("test split not scored (eval.test=false)")
+            return {"test": None}
         from .report import write_report
 
         return write_report(self, model, run_dir, log)

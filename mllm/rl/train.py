@@ -80,6 +80,8 @@ class SCSTTask(CaptioningTask):
         self._splits(data)
         self._encode(data)
         self.model.vit.head.requires_grad_(False)
+        if self.model.word_head is not None:  # the grounding head's loss is the supervised run's, not SCST's
+            self.model.word_head.requires_grad_(False)
         self.features = None
         if cfg.rl.freeze_vision:  # no ViT forward or backward during SCST: its features, computed once
             self.model.vit.requires_grad_(False)

@@ -1,5 +1,5 @@
 """One trained captioner as the demo serves it: captions (greedy and beam, with the run's own decoding settings)
-and the attention rollout of its ViT, and the PNGs the page shows."""
+with each word's attention over the image tokens, the attention rollout of its ViT, and the PNGs the page shows."""
 
 from __future__ import annotations
 
@@ -47,13 +47,27 @@ class Captioning:
         return self.model.vit.cfg.image_size
 
     @torch.no_grad()
-    def captions(self, images: torch.Tensor) -> dict[str, str]:
-        """uint8 [1, S, S, 3] -> {"greedy": ..., "beam": ...}."""
-        out = {}
+    def captions(self, images: torch.Tensor) -> tuple[dict[str, str], dict[str, list[dict[str, Any]]]]:
+        """uint8 [1, S, S, 3] -> ({"greedy": ..., "beam": ...}, per strategy each word's attention map).
+
+        A word's map is where the language model looked among the image tokens when it chose that word: the
+        attention of that position to the image tokens, averaged over heads and layers (`PrefixAttention`),
+        a [g, g] grid in the image's layout, from the same decoding that produced the caption."""
+        out, maps = {}, {}
+        blind = self.model.num_image_tokens == 0
         for strategy in ("greedy", "beam"):
-            ids = self.model.generate(images, strategy=strategy, **self.model.decoding)
-            out[strategy] = self.tokenizer.decode(ids[0].cpu())
-        return out
+            result = self.model.generate(images, strategy=strategy, attention=not blind, **self.model.decoding)
+            ids, att = (result, None) if blind else result
+            text = self.tokenizer.decode(ids[0].cpu())
+            out[strategy], maps[strategy] = text, []
+            if att is not None:
+                combined = att.combined[0].cpu()
+                side = int(combined.shape[-1] ** 0.5)
+                for word, weights in zip(text.split(), combined, strict=False):
+                    grid = weights.view(side, side).numpy()
+                    maps[strategy].append({"word": word, "map": grid.astype(float).round(5).tolist(),
+                                           "png": attention_png(grid)})
+        return out, maps
 
     @torch.no_grad()
     def attention(self, images: torch.Tensor) -> np.ndarray:
@@ -67,9 +81,9 @@ class Captioning:
 def caption_all(captioners: dict[str, Captioning], pixels: np.ndarray, device: str) -> dict[str, Any]:
     """uint8 [S, S, 3] -> every captioner's captions and attention (list and PNG), and the image as they see it."""
     images = torch.from_numpy(pixels.copy())[None].to(device)
-    result: dict[str, Any] = {"captions": {}, "attention": {}, "attention_png": {}}
+    result: dict[str, Any] = {"captions": {}, "word_attention": {}, "attention": {}, "attention_png": {}}
     for name, captioner in captioners.items():
-        result["captions"][name] = captioner.captions(images)
+        result["captions"][name], result["word_attention"][name] = captioner.captions(images)
         grid = captioner.attention(images)
         result["attention"][name] = grid.astype(float).round(5).tolist()
         result["attention_png"][name] = attention_png(grid)

@@ -59,10 +59,21 @@ def generate_request(limits: Limits, characters: str) -> type[BaseModel]:
     )
 
 
+class WordAttention(BaseModel):
+    """Where the language model looked in the image when it wrote one word."""
+
+    word: str
+    map: list[list[float]] = Field(description="attention over the image tokens' grid (sums to one), mean over "
+                                               "heads and layers")
+    png: str = Field(description="that map as a coloured PNG (data: URL)")
+
+
 class CaptionResponse(BaseModel):
     """Both captioners' captions of one image, the image as they see it and their ViTs' attention."""
 
     captions: dict[str, dict[str, str]] = Field(description='{"supervised"|"scst": {"greedy": ..., "beam": ...}}')
+    word_attention: dict[str, dict[str, list[WordAttention]]] = Field(
+        description='{"supervised"|"scst": {"greedy"|"beam": one entry per word of that caption}}')
     attention: dict[str, list[list[float]]] = Field(
         description="per captioner: the class token's attention rollout over the ViT's patch grid")
     attention_png: dict[str, str] = Field(description="per captioner: that map as a coloured PNG (data: URL)")

@@ -102,6 +102,11 @@ class KVCache:
     def __init__(self) -> None:
         self.k: Tensor | None = None
         self.v: Tensor | None = None
+        self.weights: list[Tensor] | None = None  # a list: each pass through the layer appends its weights
+
+    def record_weights(self) -> None:
+        """From now on, keep the attention weights [B, H, T_q, T_k] of every pass (attention maps)."""
+        self.weights = []
 
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[-2]
@@ -171,7 +176,10 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.extend(k, v)
         q = self.split_heads(self.q_proj(query))
-        out, weights = self.attention(q, k, v, mask, is_causal, return_weights)
+        record = cache is not None and cache.weights is not None
+        out, weights = self.attention(q, k, v, mask, is_causal, return_weights or record)
+        if record:
+            cache.weights.append(weights)
         return self.out_proj(self.merge_heads(out)), weights
 
     def _check(self, x: Tensor, name: str) -> None:

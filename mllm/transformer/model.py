@@ -40,6 +40,12 @@ class DecoderCache:
         """Positions already decoded."""
         return len(self.layers[0][0])
 
+    def record_attention(self) -> DecoderCache:
+        """Keep every layer's self-attention weights from now on (`layers[i][0].weights`); returns self."""
+        for self_cache, _ in self.layers:
+            self_cache.record_weights()
+        return self
+
     def reorder(self, index: Tensor) -> None:
         """Keep batch rows `index` [B'] of every layer's caches (beam search)."""
         for self_cache, cross_cache in self.layers:

@@ -110,10 +110,24 @@ class ViT(nn.Module):
 
     def at_image_size(self, image_size: int) -> ViT:
         """A copy of this model for another image size, positional embeddings interpolated (2-D bicubic)."""
-        cfg = ViTConfig(**{**asdict(self.cfg), "image_size": image_size})
+        return self.adapted(image_size)
+
+    def adapted(self, image_size: int, patch_size: int | None = None) -> ViT:
+        """A copy of this model for another image size and patch size.
+
+        The positional embeddings of the patch grid are resized bicubically to the new grid; a new patch size
+        resizes the patch-embedding kernel by its pseudo-inverse (`resize_patch_kernel`), so that a patch
+        that is the bilinear resize of an old-size patch gets the token the old patch got. The same size and
+        patch give a model equal to this one.
+        """
+        p = patch_size or self.cfg.patch_size
+        cfg = ViTConfig(**{**asdict(self.cfg), "image_size": image_size, "patch_size": p})
         model = ViT(cfg)
         state = self.state_dict()
         state["pos.weight"] = resize_pos_embed(state["pos.weight"], self.grid, model.grid)
+        if p != self.cfg.patch_size:
+            state["patch_embed.proj.weight"] = resize_patch_kernel(state["patch_embed.proj.weight"],
+                                                                   self.cfg.patch_size, p, self.cfg.in_channels)
         model.load_state_dict(state)
         return model
 
@@ -127,6 +141,23 @@ def resize_pos_embed(pos: Tensor, old_grid: int, new_grid: int) -> Tensor:
     grid = grid.reshape(1, old_grid, old_grid, d).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(new_grid * new_grid, d)], dim=0)
+
+
+def resize_matrix(old: int, new: int) -> Tensor:
+    """R [old*old, new*new]: row i is the bilinear resize to new x new of the i-th one-hot old x old patch, so
+    a patch x (flattened) resizes to x @ R."""
+    basis = torch.eye(old * old).reshape(old * old, 1, old, old)
+    return F.interpolate(basis, size=(new, new), mode="bilinear", align_corners=False).reshape(old * old, new * new)
+
+
+def resize_patch_kernel(weight: Tensor, old: int, new: int, channels: int) -> Tensor:
+    """Patch-embedding weights [D, C*p*p] -> [D, C*P*P] by the pseudo-inverse resize of FlexiViT (Beyer et
+    al. 2023): the new kernel w' solves R w' = w (least norm), so <x @ R, w'> = <x, w> for every old-size
+    patch x: a bilinearly resized patch is embedded as the original was (exact when P >= p)."""
+    d = weight.shape[0]
+    r = resize_matrix(old, new).to(torch.float64)
+    w = weight.reshape(d, channels, old * old).to(torch.float64) @ torch.linalg.pinv(r).T  # [D, C, P*P]
+    return w.reshape(d, channels * new * new).to(weight.dtype)
 
 
 def load_vit(path: str | Path, device: str | torch.device = "cpu", image_size: int | None = None

@@ -48,6 +48,13 @@ def caption_in_page(driver: webdriver.Chrome, image: Path, timeout: float = 60) 
     return {cell: driver.find_element(By.ID, cell).text for cell in CELLS}
 
 
+def word_map_in_page(driver: webdriver.Chrome, cell: str, index: int) -> dict[str, str]:
+    """Click word `index` of caption `cell` (e.g. "cap-supervised-greedy"); the map and label the page then shows."""
+    driver.find_elements(By.CSS_SELECTOR, f"#{cell} .word")[index].click()
+    return {"png": driver.find_element(By.ID, "word-map").get_attribute("src"),
+            "label": driver.find_element(By.ID, "word-label").text}
+
+
 def generate_in_page(driver: webdriver.Chrome, prompt: str, length: int, temperature: float | None = None,
                      timeout: float = 60) -> dict[str, str]:
     """Fill in the text panel and press Generate; {"prompt": .., "text": .., "status": ..} once the stream ends,

@@ -63,12 +63,40 @@ async function caption(file) {
     $(`attn-base-${model}`).src = data.model_input_png;
     $(`attn-${model}`).src = data.attention_png[model];
     for (const strategy of ["greedy", "beam"]) {
-      $(`cap-${model}-${strategy}`).textContent = data.captions[model][strategy] || "(empty caption)";
+      showWords($(`cap-${model}-${strategy}`), data.captions[model][strategy],
+                (data.word_attention[model] || {})[strategy] || [], `${model}, ${strategy}`);
     }
   }
+  $("word-base").src = data.model_input_png;
+  $("word-map").removeAttribute("src");
+  $("word-label").textContent = "hover or click a word of a caption";
   results.hidden = false;
   results.dataset.state = "done";
   $("caption-status").textContent = `${file.name}: captioned in ${data.seconds.toFixed(2)} s on the server`;
+}
+
+// A caption as one span per word; hovering, focusing or clicking a word shows where it looked in the image.
+function showWords(cell, caption, words, label) {
+  cell.replaceChildren();
+  if (!caption) { cell.textContent = "(empty caption)"; return; }
+  caption.split(" ").forEach((text, i) => {
+    const span = document.createElement("span");
+    span.textContent = text;
+    if (words[i]) {
+      span.className = "word";
+      span.tabIndex = 0;
+      const show = () => {
+        document.querySelectorAll(".word.active").forEach((w) => w.classList.remove("active"));
+        span.classList.add("active");
+        $("word-map").src = words[i].png;
+        $("word-label").textContent = `"${text}" (${label})`;
+      };
+      span.addEventListener("mouseenter", show);
+      span.addEventListener("focus", show);
+      span.addEventListener("click", show);
+    }
+    cell.append(span, " ");
+  });
 }
 
 function setUpUpload() {
