@@ -138,8 +138,8 @@ def tests_section(runs: Path, out_dir: Path, fig_dir: Path, tests_ran: bool | No
                            f"records them).\n")
         return head + f"*No test result is kept under `{folder}`: `python main.py report --tests` runs the suite.*\n"
     r = json.loads((folder / RESULTS).read_text())
-    when = ("The test stage ran for this report" if tests_ran else
-            "The test stage did not run for this report; the result below was recorded")
+    when = ("The test stage ran for this report and finished" if tests_ran else
+            "The test stage did not run for this report: the result below is from a run of it that finished")
     commit = f" at commit `{r['commit']}`" + (" with uncommitted changes" if r["uncommitted_changes"] else "") \
         if r.get("commit") else ""
     m = r["machine"]
