@@ -136,6 +136,9 @@ def test_grounding_loss_against_a_direct_computation():
     p = torch.sigmoid(logits)
     direct = -(targets * p.log() + (1 - targets) * (1 - p).log()).mean()
     assert content_word_loss(logits, targets).item() == pytest.approx(direct.item(), rel=1e-6)
+    per_image = -(targets * p.log() + (1 - targets) * (1 - p).log()).mean(1)
+    tokens = torch.tensor([3.0, 5.0])  # weighted by each caption's tokens: a sum, exact under any batch split
+    assert content_word_loss(logits, targets, tokens).item() == pytest.approx((per_image * tokens).sum().item())
     model = _captioner(aux_words=3)
     images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
     captions = torch.randint(2, 30, (2, 5))

@@ -21,7 +21,7 @@ def mllm_run(tmp_path_factory, mirror, data_root):
 
 def test_train_mllm_tiny_writes_the_report(mllm_run):
     for name in ("summary.json", "metrics.jsonl", "curves.png", "best.pt", "metrics.json", "metrics.md",
-                 "captions_test.json", "gallery.png"):
+                 "captions_test.json", "gallery.png", "attention_0.png", "attention_3.png"):
         assert (mllm_run / name).is_file(), name
     captions = json.loads((mllm_run / "captions_test.json").read_text())
     assert len(captions) == 1000 and all(len(c["references"]) == 5 for c in captions.values())
@@ -29,6 +29,10 @@ def test_train_mllm_tiny_writes_the_report(mllm_run):
     assert any(k.startswith("baseline: most frequent") for k in metrics)
     for row in metrics.values():
         assert 0 <= row["BLEU-1"] <= 1 and row["CIDEr-D"] >= 0
+        assert 0 <= row["hallucination_per_caption"] <= 1 and row["distinct"] >= 1
+    human = metrics["human: first reference vs the other four"]  # people score far above a 6-step model
+    assert human["CIDEr-D"] > 0.5 and human["copied"] < 0.2 and human["distinct"] > 950
+    assert metrics["baseline: most frequent training caption"]["top_share"] == 1.0
     records = [json.loads(line) for line in (mllm_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_cider" in r] == [3, 6]
     marks = [r for r in records if "train_loss" in r]
@@ -82,6 +86,11 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
     assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
     assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0}
     assert all(len(line.split(": ", 1)[1].split()) <= 8 for line in lines)  # the run's eval.max_len (tiny: 8)
+    out = tmp_path / "maps.png"
+    assert main(["caption", str(mllm_run), "--flickr", name, "--data-mirror", str(mirror), "--data-root",
+                 str(data_root), "--attention", str(out)]) == 0
+    assert f"attention maps: {out}" in capsys.readouterr().out
+    assert Image.open(out).size[0] > 300  # a PNG: the photo and one panel per word
     assert main(["caption", str(mllm_run), "--image", str(tmp_path / "none.png")]) == 2
     assert "no image file at" in capsys.readouterr().err
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
@@ -118,7 +127,8 @@ def test_train_mllm_under_torchrun_matches_one_process(tmp_path, mirror, data_ro
     repo = Path(__file__).resolve().parents[1]
     common = ["train-mllm", "--preset", "tiny", "--data-mirror", str(mirror), "--data-root", str(data_root),
               "train.device=cpu", "train.max_steps=4", "train.eval_interval=4", "eval.val_images=8",
-              "model.text.dropout=0.0"]  # dropout masks would differ between one process and two
+              "model.text.dropout=0.0",  # dropout masks would differ between one process and two
+              "model.grounding_words=20"]  # the grounding head's loss and targets, sharded with the captions
     losses = {}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for name, launcher in (("single", [sys.executable]), ("ddp", torchrun)):

@@ -26,10 +26,12 @@ from .tokenizer import tokenizer_from_state
 STRATEGIES = ("greedy", "sample", "beam")
 
 
-def content_word_loss(logits: Tensor, targets: Tensor) -> Tensor:
+def content_word_loss(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
     """Multi-label grounding loss: logits [B, W] of the content words, targets [B, W] in {0, 1} (1: one of the
-    image's reference captions names word w) -> binary cross-entropy, mean over images and words."""
-    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+    image's reference captions names word w) -> binary cross-entropy, the mean over words and images; with
+    `weights` [B], the weighted sum over images of each image's mean over words instead."""
+    per_image = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none").mean(1)
+    return per_image.mean() if weights is None else (per_image * weights).sum()
 
 
 def caption_token_loss(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

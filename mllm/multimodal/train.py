@@ -227,7 +227,8 @@ class CaptioningTask(Task):
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
         """Cross-entropy per caption token, plus grounding_weight x the content-word loss (`content_word_loss`)
-        when the grounding head is on: summed as weight x loss x tokens, so the objective is their weighted sum."""
+        when the grounding head is on, each caption's image weighing as much as the caption has tokens: both are
+        sums over tokens, so the loop's mean is the same for any split of the batch (micro-batches, processes)."""
         pixels, captions, targets = batch[:3]
         images, features = (pixels, None) if pixels.dtype == torch.uint8 else (None, pixels)
         if len(batch) == 3:
@@ -235,9 +236,9 @@ class CaptioningTask(Task):
             return LossOutput(*caption_token_loss(logits, targets))
         logits, _, words = model(captions, images=images, features=features, words=True)
         total, count = caption_token_loss(logits, targets)
-        grounding = content_word_loss(words, batch[3])
-        return LossOutput(total + self.cfg.train.grounding_weight * grounding * count, count,
-                          {"grounding": grounding.detach()})
+        grounding = content_word_loss(words, batch[3], weights=(targets != -100).sum(1).float())
+        return LossOutput(total + self.cfg.train.grounding_weight * grounding, count,
+                          {"grounding": grounding.detach() / count})
 
     # ---- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
