@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mllm.multimodal.report import markdown_table
+from mllm.multimodal.report import diagnostics_table, markdown_table
 from mllm.training.config import config_diff
 from mllm.training.launch import WHERE_KEYS
 
@@ -180,9 +180,31 @@ def captioner_section(ctx: Context, s: dict[str, Any]) -> str:
              f"({fmt(s['best_val_cider'])}); scored on {first['candidates']:,} test images against their "
              f"references; {first.get('note', '')}.\n", markdown_table(rows), analysis_captioner(rows),
              ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), _differences, ctx.preset),
-             ctx.figure("captioner", "curves.png", "captioner curves"), "",
-             ctx.figure("captioner", "gallery.png", "test images with their captions")]
+             ctx.figure("captioner", "curves.png", "captioner curves"), "", *_grounding(ctx, s, rows),
+             "Test photos spread evenly over the split (not chosen), the model's input inset: its greedy and beam "
+             "captions and one reference.\n", ctx.figure("captioner", "gallery.png", "test photos with their captions")]
     return "\n".join(lines) + "\n"
+
+
+def _grounding(ctx: Context, s: dict[str, Any], rows: dict[str, Any]) -> list[str]:
+    """Object hallucination and variety of every row, with people's own rate; the per-word attention maps."""
+    if not any("hallucination_per_caption" in r for r in rows.values()):
+        return []  # a run from before these diagnostics
+    human = s.get("human_hallucination") or {}
+    out = ["### Grounding and variety\n",
+           "An object word is hallucinated when none of the image's references names that object (synonym groups, "
+           "plurals, every person one object); per caption: the share of captions with at least one.\n",
+           diagnostics_table({k: v for k, v in rows.items() if "hallucination_per_caption" in v})]
+    if human:
+        out.append(f"People, each reference judged against the image's other four: {fmt(human['per_caption'])} "
+                   f"per caption, {fmt(human['per_mention'])} per mention.\n")
+    figures = s.get("attention_figures") or []
+    if figures:
+        out.append("### Where each word looked\n\nFor each word of a greedy caption, the attention of the position "
+                   "that chose it to the image tokens, averaged over heads and renormalised over the image tokens; "
+                   "first row the mean over layers, then each layer. Each panel is scaled to its own maximum.\n")
+        out += [ctx.figure("captioner", f, "per-word attention maps") + "\n" for f in figures]
+    return out
 
 
 @section("scst", "## 5. SCST: reinforcement learning on CIDEr-D\n", "python main.py train-rl --preset {preset}")

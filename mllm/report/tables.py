@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 
-def fmt(value: float, digits: int = 3) -> str:
-    return f"{value:.{digits}f}"
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def minutes(seconds: float) -> str:
@@ -77,20 +77,22 @@ def ablation_table(runs: Path, pattern: str, main_folder: Path, differences: Cal
         if not (folder / "summary.json").is_file():
             return False
         s = json.loads((folder / "summary.json").read_text())
-        return str(s.get("preset", "")).split("-")[0] == preset and "test" in s and "best_val_cider" in s
+        return str(s.get("preset", "")).split("-")[0] == preset and "best_val_cider" in s
 
     folders = sorted(p for p in runs.glob(pattern) if usable(p))
     if not folders or not (main_folder / "config.json").is_file():
         return ""
     main_cfg = json.loads((main_folder / "config.json").read_text())
-    lines = ["Ablations (runs kept beside this one; compared on dev CIDEr-D, test scored at the end of each):\n",
+    lines = ["Ablations (runs kept beside this one; compared on dev CIDEr-D; test scored at the end of each, "
+             "except those run with eval.test=false: -):\n",
              "| run | differs from the main run in | steps | wall time | best dev CIDEr-D | test CIDEr-D greedy | "
              "test CIDEr-D beam | distinct (greedy) |", "|---|---|---|---|---|---|---|---|"]
     for folder in folders:
         s = json.loads((folder / "summary.json").read_text())
         cfg = json.loads((folder / "config.json").read_text())
-        rows = s["test"]
-        greedy = next(v for k, v in rows.items() if k.endswith(", greedy") and not k.startswith("supervised"))
+        rows = s.get("test") or {}
+        blank = {"CIDEr-D": None, "distinct_candidates": "-"}
+        greedy = next((v for k, v in rows.items() if k.endswith(", greedy") and not k.startswith("supervised")), blank)
         beam = next((v for k, v in rows.items() if ", beam" in k and not k.startswith("supervised")), greedy)
         lines.append(f"| {folder.name} | {differences(main_cfg, cfg)} | {s['steps']:,} | {minutes(s['wall_time_s'])} "
                      f"| {fmt(s['best_val_cider'])} | {fmt(greedy['CIDEr-D'])} | {fmt(beam['CIDEr-D'])} | "
