@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also print it to PDF with headless Chromium (`make browser`); the HTML goes beside it "
                         "unless --html names it")
     p.set_defaults(func=_lazy("mllm.pipeline", "report_command"))
+
+    from mllm.exercises.cli import add_exercise_parser
+
+    add_exercise_parser(sub)
     return parser
 
 
