@@ -115,7 +115,7 @@ def vit_section(ctx: Context, s: dict[str, Any]) -> str:
                   f"{fmt(s['val_accuracy'])}; {s['train_images']:,} training images)")
         gap = s["val_accuracy"] - s["test_accuracy"]
         held_out = (f"validation is {gap * 100:.1f} points above test: part of the validation score is selection"
-                    if gap > 0.01 else f"validation and test agree within {abs(gap) * 100:.1f} points, so choosing "
+                    if gap > 0.01 else f"validation and test agree within {abs(gap) * 100:.2f} points, so choosing "
                                        f"the checkpoint on the validation split did not flatter it")
     else:
         chosen, held_out = "with the weights chosen on the test set (this run predates the held-out protocol)", ""
@@ -217,7 +217,7 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
              f"dev CIDEr-D ({fmt(s['best_val_cider'])}).\n", markdown_table(s["test"]), analysis_scst(s),
              ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences, ctx.preset),
              ctx.figure("scst", "curves.png", "SCST curves"), "",
-             ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions")]
+             ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions, both by beam search")]
     return "\n".join(lines) + "\n"
 
 
