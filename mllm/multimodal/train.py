@@ -15,22 +15,21 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.data.augment import random_crop, random_flip
-from mllm.evaluation.cider import CiderD
-from mllm.evaluation.tokenize import ptb_tokenize, simple_tokenize
-from mllm.language.decoding import real_token_mask
+from mllm.evaluation.tokenize import simple_tokenize
 from mllm.language.tokenizer import CharTokenizer
 from mllm.training.config import Config, ConfigError
 from mllm.training.loop import LossOutput, Task
-from mllm.training.runtime import epoch_indices, step_generator
+from mllm.training.runtime import step_generator
 from mllm.vision.vit import ViT, ViTConfig
 
+from .data import CaptionData, augment_images, encode_captions, train_caption_texts
 from .mllm import Captioner, CaptionerConfig, caption_token_loss, content_word_loss
 from .tokenizer import CaptionCharTokenizer, WordTokenizer
 from .words import content_vocabulary, word_targets
 
 VISION_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio")  # image and patch size may differ: adapted
 TEXT_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "context")
+__all__ = ["CaptionerTask", "CaptioningTask", "encode_captions"]  # encode_captions lives in .data
 
 
 def _check_fits(kind: str, path: str, saved: dict, wanted: dict, keys: tuple[str, ...]) -> None:
@@ -52,62 +51,31 @@ def _init_state(part: str, path: str | None, kind: str, command: str) -> dict | 
     return load_checkpoint(path, kind)
 
 
-def encode_captions(captions: list[str], tokenizer, max_len: int) -> Tensor:
-    """Captions -> ids [M, max_len + 1]: BOS, the caption, EOS, then EOS padding. A caption of max_len tokens
-    or more is cut to max_len and gets no EOS: the model is never taught to stop mid-caption."""
-    out = torch.full((len(captions), max_len + 1), tokenizer.eos_id, dtype=torch.long)
-    out[:, 0] = tokenizer.bos_id
-    for i, caption in enumerate(captions):
-        ids = tokenizer.encode(caption)[:max_len]
-        out[i, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return out
+class CaptionerTask(Task):
+    """What the supervised captioner and SCST share: a Captioner over a `CaptionData` (composition), its
+    parameter groups, decoding, dev evaluation and checkpoint extras. A subclass builds the model and data and
+    calls this constructor; it adds its own batches and loss."""
 
-
-class CaptioningTask(Task):
     kind = "captioner"
     eval_metrics = ("val_loss", "val_cider", "val_distinct")  # distinct: different dev captions
 
-    def __init__(self, cfg: Config, data: Flickr8k):
-        self.cfg, self.data, m = cfg, data, cfg.model
-        self._splits(data)
-        vision_state = _init_state("vision", cfg.init.vision, "vit", "train-vit")
-        text_state = _init_state("text", cfg.init.text, "gpt", "train-llm")
-        train_text = [str(c) for c in data.captions[self.train_caps]]
-        if m.tokenizer == "word":
-            if text_state is not None:
-                raise CheckpointError("init.text (the char GPT) needs model.tokenizer=char; with word captions the "
-                                      "language model starts from random weights (init.text=null)")
-            self.tokenizer = WordTokenizer.from_captions(train_text, m.min_word_count)
-        else:
-            base = CharTokenizer.from_state_dict(text_state["extra"]["tokenizer"]) if text_state else None
-            self.tokenizer = CaptionCharTokenizer.from_captions(train_text, base)
-        vision = {**dict(m.vision), "image_size": m.image_size}
-        if vision_state is not None:
-            _check_fits("vision", vision_state["path"], vision_state["extra"]["model_config"], vision, VISION_KEYS)
-            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size,
-                      "patch_size": m.vision.patch_size}
-        text = {**dict(m.text), "vocab_size": self.tokenizer.vocab_size}
-        if text_state is not None:
-            _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
-            text = {**text_state["extra"]["model_config"], "vocab_size": self.tokenizer.vocab_size,
-                    "dropout": m.text.dropout}
-        self.model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, self.tokenizer.bos_id,
-                                               self.tokenizer.eos_id, m.blind, self.tokenizer.banned_ids,
-                                               m.reduce_factor, 0 if m.blind else m.grounding_words))
-        if vision_state is not None:
-            self._init_vision(vision_state)
-        if text_state is not None:
-            self._init_text(text_state)
-        self._check_context({"model.max_caption_len": m.max_caption_len, "eval.max_len": cfg.eval.max_len})
+    def __init__(self, cfg: Config, model: Captioner, captioning: CaptionData, lengths: dict[str, int]):
+        self.cfg, self.model, self.captioning = cfg, model, captioning
+        self._check_context(lengths)
         self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
-        if m.blind:  # a baseline: the language model alone
-            self.model.vit.requires_grad_(False)
-            self.model.connector.requires_grad_(False)
-        self._encode(data)
-        t = cfg.train
-        self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
-        self.features = self._cached_features(cfg.augment.feature_views) if self.frozen_steps else None
-        self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
+
+    # the data object's parts, under the names the tasks and their reports use
+    data = property(lambda self: self.captioning.data)
+    tokenizer = property(lambda self: self.captioning.tokenizer)
+    split = property(lambda self: self.captioning.split)
+    images = property(lambda self: self.captioning.images)
+    captions = property(lambda self: self.captioning.captions)
+    train_caps = property(lambda self: self.captioning.train_caps)
+    features = property(lambda self: self.captioning.features)
+
+    def features_of(self, image_idx: Tensor, view: Tensor | int = 0) -> Tensor:
+        """Cached patch features [B, P, D] of train images image_idx [B] (`CaptionData.features_of`)."""
+        return self.captioning.features_of(image_idx, view)
 
     def _check_context(self, lengths: dict[str, int]) -> None:
         """Image tokens + a begin token + the longest caption must fit the language model's context."""
@@ -117,25 +85,90 @@ class CaptioningTask(Task):
                               f"({key}) exceed model.text.context {self.model.gpt.cfg.context}; raise the context or "
                               f"lower {' / '.join(lengths)}")
 
-    def _splits(self, data: Flickr8k) -> None:
-        """Image indices per split; caption indices of the train and dev images."""
-        self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
-        caption_split = data.split[data.caption_image]
-        self.train_caps = np.flatnonzero(caption_split == 0)
-        self.dev_caps = np.flatnonzero(caption_split == 1)
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The ViT at train.vision_lr_scale, the connector (and grounding head), the GPT at train.text_lr_scale
+        (1 where the config has none); frozen parameters are left out by the loop."""
+        t, m = self.cfg.train, self.model
+        heads = list(m.word_head.parameters()) if m.word_head is not None else []
+        return [{"name": "vision", "params": list(m.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
+                {"name": "connector", "params": list(m.connector.parameters()) + heads},
+                {"name": "text", "params": list(m.gpt.parameters()), "lr": t.lr * t.get("text_lr_scale", 1.0)}]
 
-    def _encode(self, data: Flickr8k) -> None:
-        """Every caption as ids (self.tokenizer), the images as a tensor, the dev CIDEr-D scorer."""
-        self.captions = encode_captions([str(c) for c in data.captions], self.tokenizer, self.cfg.model.max_caption_len)
-        self.images = torch.from_numpy(data.images)
-        # dev is scored as the test split is: the same tokenizer (`ptb_tokenize`, Java's PTB tokenizer where java
-        # is found) and CIDEr-D with document frequencies from the references of the images scored
-        self.val_images = self.split["dev"][: self.cfg.eval.val_images]
-        refs = ptb_tokenize({int(i): data.captions_of(int(i)) for i in self.val_images})
-        self.val_refs = [[c.split() for c in refs[int(i)]] for i in self.val_images]
-        self.cider = CiderD(self.val_refs)
-        words = self.cfg.model.grounding_words
-        if words and not self.cfg.model.blind:  # train references only: dev and test stay unseen
+    @torch.no_grad()
+    def captions_for(self, model: Captioner, image_indices: np.ndarray, strategy: str = "greedy") -> list[str]:
+        """Decoded captions (text) for dataset images, with the run's eval settings."""
+        e = self.cfg.eval
+        return self.captioning.captions_for(model, image_indices, strategy, e.max_len, e.beam_size,
+                                            e.length_penalty, e.batch_size)
+
+    def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
+        """Cross-entropy per caption token over every dev caption."""
+        return self.captioning.dev_loss(model, batch_size)
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        scores = self.captioning.dev_scores(self.captions_for(model, self.captioning.val_images))
+        return {"val_loss": self.dev_loss(model), "val_cider": scores["cider"], "val_distinct": scores["distinct"]}
+
+    def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
+        images = self.split["dev"][:3]
+        for i, caption in zip(images, self.captions_for(model, images), strict=True):
+            log(f"  dev {self.data.names[i]}: {caption!r}   (ref: {self.data.captions_of(i)[0]!r})")
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"model_config": self.model.config_dict(), "tokenizer": self.tokenizer.state_dict()}
+
+
+class CaptioningTask(CaptionerTask):
+    """The supervised captioner: cross-entropy on the training captions, cached ViT features first."""
+
+    def __init__(self, cfg: Config, data: Flickr8k):
+        m = cfg.model
+        vision_state = _init_state("vision", cfg.init.vision, "vit", "train-vit")
+        text_state = _init_state("text", cfg.init.text, "gpt", "train-llm")
+        train_text = train_caption_texts(data)
+        if m.tokenizer == "word":
+            if text_state is not None:
+                raise CheckpointError("init.text (the char GPT) needs model.tokenizer=char; with word captions the "
+                                      "language model starts from random weights (init.text=null)")
+            tokenizer = WordTokenizer.from_captions(train_text, m.min_word_count)
+        else:
+            base = CharTokenizer.from_state_dict(text_state["extra"]["tokenizer"]) if text_state else None
+            tokenizer = CaptionCharTokenizer.from_captions(train_text, base)
+        vision = {**dict(m.vision), "image_size": m.image_size}
+        if vision_state is not None:
+            _check_fits("vision", vision_state["path"], vision_state["extra"]["model_config"], vision, VISION_KEYS)
+            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size,
+                      "patch_size": m.vision.patch_size}
+        text = {**dict(m.text), "vocab_size": tokenizer.vocab_size}
+        if text_state is not None:
+            _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
+            text = {**text_state["extra"]["model_config"], "vocab_size": tokenizer.vocab_size,
+                    "dropout": m.text.dropout}
+        model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, tokenizer.bos_id, tokenizer.eos_id,
+                                          m.blind, tokenizer.banned_ids, m.reduce_factor,
+                                          0 if m.blind else m.grounding_words))
+        captioning = CaptionData(data, tokenizer, m.max_caption_len, cfg.eval.val_images)
+        super().__init__(cfg, model, captioning, {"model.max_caption_len": m.max_caption_len,
+                                                  "eval.max_len": cfg.eval.max_len})
+        if vision_state is not None:
+            self._init_vision(vision_state)
+        if text_state is not None:
+            self._init_text(text_state)
+        if m.blind:  # a baseline: the language model alone
+            self.model.vit.requires_grad_(False)
+            self.model.connector.requires_grad_(False)
+        self._grounding_targets()
+        t = cfg.train
+        self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
+        if self.frozen_steps:
+            captioning.cache_features(self.model, cfg.augment.feature_views, t.seed, self.augment)
+        self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
+
+    def _grounding_targets(self) -> None:
+        """The content words of the grounding head and each train image's targets (train references only: dev
+        and test stay unseen)."""
+        words, data = self.cfg.model.grounding_words, self.data
+        if words and not self.cfg.model.blind:
             train_refs = [[simple_tokenize(c).split() for c in data.captions_of(int(i))] for i in self.split["train"]]
             self.content_words = content_vocabulary([t for refs in train_refs for t in refs], words)
             self.word_targets = torch.zeros(len(data.images), len(self.content_words))
@@ -159,62 +192,15 @@ class CaptioningTask(Task):
         load_weights(self.model.gpt, weights, state["path"])
 
     def augment(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        """uint8 [B, S, S, 3] -> the same, each image shifted (zero padding, random crop) and mirrored at random."""
-        a = self.cfg.augment
-        x = images.permute(0, 3, 1, 2)
-        if a.crop_padding > 0:
-            x = random_crop(x, a.crop_padding, generator)
-        if a.flip:
-            x = random_flip(x, generator)
-        return x.permute(0, 2, 3, 1)
-
-    @torch.no_grad()
-    def _cached_features(self, views: int = 1, batch_size: int = 500) -> Tensor:
-        """The frozen ViT's patch features [V, N_train, P, D] of V views of every train image, computed once:
-        view 0 the image itself, the others augmented (see `augment`) with a fixed seed. Row r holds train image
-        self.split["train"][r]; self.feature_row maps an image index to its row (-1: not a train image)."""
-        self.model.vit.eval()
-        train = torch.from_numpy(self.split["train"]).long()
-        self.feature_row = torch.full((len(self.images),), -1, dtype=torch.long)
-        self.feature_row[train] = torch.arange(len(train))
-        # float16: half the memory of float32 (a 64x64 image in 4-pixel patches has 256 patch tokens)
-        out = torch.empty(views, len(train), self.model.vit.grid**2, self.model.vit.cfg.d_model, dtype=torch.float16)
-        for v in range(views):
-            g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + v)
-            for i in range(0, len(train), batch_size):
-                rows = train[i : i + batch_size]
-                images = self.images[rows] if v == 0 else self.augment(self.images[rows], g)
-                out[v, i : i + batch_size] = self.model.patch_features(images)
-        print(f"feature cache: {views} views x {len(train)} train images x {out.shape[2]} patches x {out.shape[3]} "
-              f"(float16): {out.numel() * out.element_size() / 2**20:.0f} MiB", flush=True)
-        return out
-
-    def features_of(self, image_idx: Tensor, view: Tensor | int = 0) -> Tensor:
-        """Cached patch features [B, P, D] of train images image_idx [B] (view [B] or one view for all)."""
-        rows = self.feature_row[image_idx]
-        if (rows < 0).any():
-            raise ValueError(f"images {image_idx[rows < 0][:5].tolist()} are not train images: only those are cached")
-        return self.features[view, rows].float()
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        t, m = self.cfg.train, self.model
-        heads = list(m.word_head.parameters()) if m.word_head is not None else []
-        return [{"name": "vision", "params": list(m.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
-                {"name": "connector", "params": list(m.connector.parameters()) + heads},
-                {"name": "text", "params": list(m.gpt.parameters()), "lr": t.lr * t.text_lr_scale}]
+        """uint8 [B, S, S, 3] -> the same, each image shifted and mirrored at random (the augment section)."""
+        return augment_images(images, generator, self.cfg.augment.crop_padding, self.cfg.augment.flip)
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
         """(images uint8 [B, S, S, 3] or cached features [B, N, D], captions [B, T], targets [B, T]) and, with
         the grounding head, the content-word targets [B, W] of each caption's image."""
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
-        idx = torch.from_numpy(self.train_caps)[epoch_indices(len(self.train_caps), t.batch_size, k, t.seed)]
-        tokens = self.captions[idx]
-        length = int((tokens != self.tokenizer.eos_id)[:, 1:].sum(1).max()) + 2  # BOS .. EOS of the longest
-        tokens = tokens[:, :length]
-        targets = tokens[:, 1:].clone()
-        targets[~real_token_mask(targets, self.tokenizer.eos_id)] = -100
-        image_idx = torch.from_numpy(self.data.caption_image[idx.numpy()]).long()
+        inputs, targets, image_idx = self.captioning.caption_batch(k, t.batch_size, t.seed)
         g = step_generator(t.seed, step, micro)
         if step <= self.frozen_steps and self.features is not None:  # a cached view of each image
             view = torch.randint(0, self.features.shape[0], (len(image_idx),), generator=g)
@@ -222,8 +208,8 @@ class CaptioningTask(Task):
         else:
             pixels = self.augment(self.images[image_idx], g)
         if self.word_targets is not None:
-            return pixels, tokens[:, :-1], targets, self.word_targets[image_idx]
-        return pixels, tokens[:, :-1], targets
+            return pixels, inputs, targets, self.word_targets[image_idx]
+        return pixels, inputs, targets
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
         """Cross-entropy per caption token, plus grounding_weight x the content-word loss (`content_word_loss`)
@@ -240,45 +226,6 @@ class CaptioningTask(Task):
         return LossOutput(total + self.cfg.train.grounding_weight * grounding, count,
                           {"grounding": grounding.detach() / count})
 
-    # ---- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def captions_for(self, model: Captioner, image_indices: np.ndarray, strategy: str = "greedy") -> list[str]:
-        """Decoded captions (text) for dataset images, in batches of eval.batch_size."""
-        e, device = self.cfg.eval, next(model.parameters()).device
-        out = []
-        for i in range(0, len(image_indices), e.batch_size):
-            images = self.images[torch.from_numpy(image_indices[i : i + e.batch_size]).long()].to(device)
-            ids = model.generate(images, max_len=e.max_len, strategy=strategy, beam_size=e.beam_size,
-                                 length_penalty=e.length_penalty)
-            out += [self.tokenizer.decode(row) for row in ids.cpu()]
-        return out
-
-    @torch.no_grad()
-    def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
-        """Cross-entropy per caption token over every dev caption."""
-        device, total, count = next(model.parameters()).device, 0.0, 0
-        for i in range(0, len(self.dev_caps), batch_size):
-            idx = torch.from_numpy(self.dev_caps[i : i + batch_size])
-            tokens = self.captions[idx].to(device)
-            targets = tokens[:, 1:].clone()
-            targets[~real_token_mask(targets, self.tokenizer.eos_id)] = -100
-            images = self.images[torch.from_numpy(self.data.caption_image[idx.numpy()]).long()].to(device)
-            logits, _ = model(tokens[:, :-1], images=images)
-            s, c = caption_token_loss(logits, targets)
-            total, count = total + float(s), count + int(c)
-        return total / count
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        captions = self.captions_for(model, self.val_images)
-        tokenized = ptb_tokenize({i: [c] for i, c in enumerate(captions)})
-        cider, _ = self.cider.score([tokenized[i][0].split() for i in range(len(captions))], self.val_refs)
-        return {"val_loss": self.dev_loss(model), "val_cider": cider, "val_distinct": float(len(set(captions)))}
-
-    def on_eval(self, model: nn.Module, step: int, run_dir: Path, log) -> None:
-        images = self.split["dev"][:3]
-        for i, caption in zip(images, self.captions_for(model, images), strict=True):
-            log(f"  dev {self.data.names[i]}: {caption!r}   (ref: {self.data.captions_of(i)[0]!r})")
-
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         if not self.cfg.eval.test:  # an ablation compared on dev: the test split stays unseen
             log("test split not scored (eval.test=false)")
@@ -289,6 +236,3 @@ class CaptioningTask(Task):
 
     def curve_marks(self) -> dict[int, str]:
         return {self.frozen_steps: "ViT frozen (cached features) before, all parts after"} if self.frozen_steps else {}
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"model_config": self.model.config_dict(), "tokenizer": self.tokenizer.state_dict()}

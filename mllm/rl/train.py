@@ -1,11 +1,19 @@
 """SCST fine-tuning of a trained captioner, as a Task on the shared loop (`python main.py train-rl`).
 
-Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` and one
-greedy caption, both with the key/value cache and without gradients; every caption rewarded with CIDEr-D
-against the image's 5 references (training-set document frequencies); then one teacher-forced pass gives the
-samples' log-probabilities with gradients, and `scst_loss` turns advantages into a loss. The model runs in
-eval mode throughout (no dropout), so the log-probabilities are those of the distribution that was sampled.
-Dev CIDEr-D of greedy captions selects the checkpoint; the test split is scored once, at the end (`report.py`).
+Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` (from the
+top `rl.top_k` tokens when above 0; each image with its own seed, `sampling.py`) and one greedy caption, both
+with the key/value cache and without gradients; every caption rewarded with CIDEr-D against the image's 5
+references (training-set document frequencies), plus `rl.diversity_bonus` x its n-gram novelty among the image's
+samples; then one teacher-forced pass gives the samples' log-probabilities with gradients (and, with
+`rl.xe_weight` > 0, the logits of the images' reference captions for the supervised cross-entropy), and
+`scst_loss` turns advantages into a loss. The model runs in eval mode throughout (no dropout), so the
+log-probabilities are those of the distribution that was sampled. Dev CIDEr-D of greedy captions selects the
+checkpoint; the test split is scored once, at the end (`report.py`).
+
+Logged each step: reward_sample (the samples' mean CIDEr-D), reward_greedy (the greedy caption's: the
+self-critical baseline, and what test-time decoding earns), advantage (their standard deviation: the spread
+that drives learning; the mean is 0 by construction for the mean baseline), sample_len, entropy (per token),
+reward_share; with the options, novelty, xe (cross-entropy of the reference captions) and policy_loss.
 """
 
 from __future__ import annotations
@@ -16,20 +24,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.language.decoding import logprobs_of, teacher_inputs
+from mllm.language.decoding import teacher_inputs
+from mllm.multimodal.data import CaptionData
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
-from mllm.multimodal.train import CaptioningTask
+from mllm.multimodal.train import CaptionerTask
 from mllm.training.config import Config, ConfigError, config_diff
 from mllm.training.loop import LossOutput
-from mllm.training.runtime import epoch_indices
 
-from .reward import CiderReward
-from .scst import baseline_rewards, scst_loss
+from .reward import CiderReward, ngram_novelty
+from .sampling import sample_per_image
+from .scst import baseline_rewards, policy_logprobs, reference_xe, scst_loss
 
 
 def load_supervised(cfg: Config) -> dict:
@@ -54,56 +64,60 @@ def check_rl_settings(cfg: Config) -> None:
         raise ConfigError(f"rl.temperature must be above 0 (got {r.temperature}): SCST learns from sampled captions")
     if r.baseline == "mean" and r.samples < 2:
         raise ConfigError("rl.baseline=mean needs rl.samples >= 2 (the mean of an image's other samples)")
-    if r.entropy_bonus < 0:
-        raise ConfigError(f"rl.entropy_bonus must be 0 or more, got {r.entropy_bonus}")
+    for name in ("entropy_bonus", "xe_weight", "diversity_bonus", "top_k"):
+        if r[name] < 0:
+            raise ConfigError(f"rl.{name} must be 0 or more, got {r[name]}")
+    if r.diversity_bonus and r.samples < 2:
+        raise ConfigError("rl.diversity_bonus needs rl.samples >= 2 (novelty among an image's samples)")
     if cfg.model.blind:
         raise ConfigError("model.blind=true: a blind captioner does not see the image; SCST fine-tunes captioners "
                           "that do (init.captioner = a run trained with model.blind=false)")
 
 
-class SCSTTask(CaptioningTask):
-    """Shares the supervised task's data handling, decoding and dev evaluation; replaces its batches and loss."""
+class SCSTTask(CaptionerTask):
+    """SCST on the supervised captioner: the same data object, decoding and dev evaluation (`CaptionerTask`),
+    its own batches (images) and loss."""
 
-    kind = "captioner"  # an SCST checkpoint is a captioner: `caption` and the report read it the same way
     eval_at_start = True  # step 0 = the supervised model: the curves' start, and best.pt until SCST beats it
+    # dev cross-entropy as val_xe: plotted beside the training captions' cross-entropy (xe), not the policy loss
+    eval_metrics = ("val_xe", "val_cider", "val_distinct", "val_top_share")
 
     def __init__(self, cfg: Config, data: Flickr8k):
-        self.cfg, self.data, r = cfg, data, cfg.rl
         check_rl_settings(cfg)
         state = load_supervised(cfg)
         self.supervised = {k: state[k] for k in ("model", "extra", "path")}  # the "before" of the report
-        self.model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
-        load_weights(self.model, state["model"], state["path"])
-        self.tokenizer = tokenizer_from_state(state["extra"]["tokenizer"])
-        self._check_context({"model.max_caption_len": cfg.model.max_caption_len, "rl.max_len": r.max_len,
-                             "eval.max_len": cfg.eval.max_len})
-        self._splits(data)
-        self._encode(data)
-        self.model.vit.head.requires_grad_(False)
-        if self.model.word_head is not None:  # the grounding head's loss is the supervised run's, not SCST's
-            self.model.word_head.requires_grad_(False)
-        self.features = None
+        model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
+        load_weights(model, state["model"], state["path"])
+        tokenizer = tokenizer_from_state(state["extra"]["tokenizer"])
+        captioning = CaptionData(data, tokenizer, cfg.model.max_caption_len, cfg.eval.val_images)
+        super().__init__(cfg, model, captioning, {"model.max_caption_len": cfg.model.max_caption_len,
+                                                  "rl.max_len": cfg.rl.max_len, "eval.max_len": cfg.eval.max_len})
+        if model.word_head is not None:  # the grounding head's loss is the supervised run's, not SCST's
+            model.word_head.requires_grad_(False)
         if cfg.rl.freeze_vision:  # no ViT forward or backward during SCST: its features, computed once
-            self.model.vit.requires_grad_(False)
-            self.features = self._cached_features(views=1)
+            model.vit.requires_grad_(False)
+            captioning.cache_features(model, views=1, seed=cfg.train.seed)
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
         self.frozen_steps = 0
 
-    def param_groups(self) -> list[dict[str, Any]]:
-        t, m = self.cfg.train, self.model
-        return [{"name": "vision", "params": list(m.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
-                {"name": "connector", "params": list(m.connector.parameters())},
-                {"name": "text", "params": list(m.gpt.parameters())}]
+    def curve_title(self) -> str:
+        return "SCST"
 
     def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
-        """(cached features [B, N, D] or images uint8 [B, S, S, 3], image indices [B], sampling seeds [B])."""
+        """(cached features [B, N, D] or images uint8 [B, S, S, 3], image indices [B], sampling seeds [B]: one
+        per image, from train.seed, the step and the image's row, so a process's shard samples what one process
+        would for those rows)."""
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
-        images = torch.from_numpy(self.split["train"])[epoch_indices(len(self.split["train"]), t.batch_size, k, t.seed)]
-        images = images.long()
+        images = self.captioning.image_batch(k, t.batch_size, t.seed)
         pixels = self.features_of(images) if self.features is not None else self.images[images]
-        seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))  # a shard samples with its first row's seed
+        seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))
         return pixels, images, seeds
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        scores = self.captioning.dev_scores(self.captions_for(model, self.captioning.val_images))
+        return {"val_xe": self.dev_loss(model), "val_cider": scores["cider"], "val_distinct": scores["distinct"],
+                "val_top_share": scores["top_share"]}
 
     def loss(self, net: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
         pixels, images, seeds = batch
@@ -111,35 +125,57 @@ class SCSTTask(CaptioningTask):
         model: Captioner = net.module if hasattr(net, "module") else net  # DDP wraps the captioner
         model.eval()  # no dropout: samples and their log-probabilities from one distribution
         start = time.perf_counter()
-        seen = {"features": pixels} if pixels.dtype != torch.uint8 else {"images": pixels}
+        key = "features" if pixels.dtype != torch.uint8 else "images"
         with torch.no_grad():
-            greedy = model.generate(**seen, max_len=r.max_len)
-            g = torch.Generator().manual_seed(int(seeds[0]))
-            samples, _ = model.sample_captions(**seen, n=r.samples, max_len=r.max_len, temperature=r.temperature,
-                                               generator=g)
+            greedy = model.generate(**{key: pixels}, max_len=r.max_len)
+            samples = sample_per_image(model.gpt, model.image_tokens(**{key: pixels}), seeds, r.samples, model.bos_id,
+                                       model.eos_id, r.max_len, r.temperature, r.top_k, model.banned)
         reward_start = time.perf_counter()
         image_ids = images.cpu().numpy()
         texts = [self.tokenizer.decode(row) for part in (samples, greedy) for row in part.cpu()]
         rewards = torch.from_numpy(self.reward(texts, np.concatenate([image_ids.repeat(r.samples), image_ids])))
         rewards = rewards.float().to(pixels.device)
         sample_r, greedy_r = rewards[: len(samples)], rewards[len(samples):]
+        policy_r, extra = sample_r, {}
+        if r.diversity_bonus:
+            novelty = torch.from_numpy(ngram_novelty(texts[: len(samples)], r.samples)).float().to(pixels.device)
+            policy_r, extra["novelty"] = sample_r + r.diversity_bonus * novelty, novelty.mean()
         reward_seconds = time.perf_counter() - reward_start
-        advantage = sample_r - baseline_rewards(sample_r, greedy_r, r.samples, r.baseline)
-        repeated = {k: v.repeat_interleave(r.samples, dim=0) for k, v in seen.items()}
-        logits, _ = net(teacher_inputs(samples, model.bos_id), **repeated)
-        logp, mask, entropy = logprobs_of(logits, samples, model.eos_id, r.temperature, model.banned)
+        advantage = policy_r - baseline_rewards(policy_r, greedy_r, r.samples, r.baseline)
+        logits, refs = self._forward(net, pixels, key, images, samples)
+        logp, mask, entropy = policy_logprobs(logits, samples, model.eos_id, r.temperature, r.top_k, model.banned)
         total, count = scst_loss(logp, mask, advantage, entropy, r.entropy_bonus)
+        if refs is not None:
+            xe_total, extra["xe"] = reference_xe(*refs, r.samples)
+            extra["policy_loss"] = total.detach() / count
+            total = total + r.xe_weight * xe_total
         loss_seconds = time.perf_counter() - start  # sampling, rewards, forward (not the backward: an upper bound)
         tokens = mask.sum()
         return LossOutput(total, count, {
-            "reward_sample": sample_r.mean(), "reward_greedy": greedy_r.mean(), "advantage": advantage.mean(),
+            "reward_sample": sample_r.mean(), "reward_greedy": greedy_r.mean(),
+            "advantage": advantage.std(correction=0),  # the spread: the mean is 0 for the mean baseline
             "sample_len": tokens / len(samples), "entropy": entropy.sum().detach() / tokens,
-            "reward_share": reward_seconds / max(loss_seconds, 1e-9)})
+            "reward_share": reward_seconds / max(loss_seconds, 1e-9), **extra})
+
+    def _forward(self, net: nn.Module, pixels: Tensor, key: str, images: Tensor, samples: Tensor
+                 ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None]:
+        """One teacher-forced pass (one DDP forward) over the samples [N, L] and, with rl.xe_weight, the images'
+        reference captions: the samples' logits [N, L, V] and (reference logits [R, T, V], targets [R, T], the
+        position in the batch of each one's image [R]) or None."""
+        model = net.module if hasattr(net, "module") else net
+        inputs = teacher_inputs(samples, model.bos_id)
+        seen = pixels.repeat_interleave(self.cfg.rl.samples, dim=0)
+        if not self.cfg.rl.xe_weight:
+            return net(inputs, **{key: seen})[0], None
+        ref_in, ref_targets, owner = self.captioning.reference_batch(images.cpu())
+        ref_in, ref_targets, owner = ref_in.to(pixels.device), ref_targets.to(pixels.device), owner.to(pixels.device)
+        width = max(inputs.shape[1], ref_in.shape[1])  # padded on the right: causal, earlier positions unchanged
+        rows = torch.cat([F.pad(x, (0, width - x.shape[1]), value=model.eos_id) for x in (inputs, ref_in)])
+        logits, _ = net(rows, **{key: torch.cat([seen, pixels[owner]])})
+        n = len(samples)
+        return logits[:n, : inputs.shape[1]], (logits[n:, : ref_in.shape[1]], ref_targets, owner)
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         from .report import write_rl_report
 
         return write_rl_report(self, model, run_dir, log)
-
-    def curve_marks(self) -> dict[int, str]:
-        return {}

@@ -27,13 +27,15 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def panels_of(keys: list[str]) -> list[list[str]]:
-    """Group metric names into panels: all `*loss`, all `*accuracy`, the rewards (`reward_*` but a share), then
-    one panel per other metric."""
+    """Group metric names into panels: all `*loss`, all `*accuracy`, the rewards (`reward_*` but a share), the
+    cross-entropies named `xe` / `*_xe` (apart from the losses: beside a policy loss they mean something else),
+    then one panel per other metric."""
     losses = [k for k in keys if k.endswith("loss")]
     accuracies = [k for k in keys if "accuracy" in k]
     rewards = [k for k in keys if k.startswith("reward_") and not k.endswith("share")]
-    grouped = set(losses + accuracies + rewards)
-    return [p for p in (losses, accuracies, rewards) if p] + [[k] for k in keys if k not in grouped]
+    entropies = [k for k in keys if k == "xe" or k.endswith("_xe")]
+    grouped = set(losses + accuracies + rewards + entropies)
+    return [p for p in (losses, accuracies, rewards, entropies) if p] + [[k] for k in keys if k not in grouped]
 
 
 def moving_average(ys: list[float], window: int) -> np.ndarray:
@@ -75,7 +77,8 @@ def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str = "",
             ax.axvline(step, color="grey", linestyle="--", linewidth=1, label=label)
         ax.set_xlabel("step")
         ax.set_ylabel("loss" if keys[0].endswith("loss") else "accuracy" if "accuracy" in keys[0] else
-                      "reward" if len(keys) > 1 and keys[0].startswith("reward_") else keys[0])
+                      "reward" if len(keys) > 1 and keys[0].startswith("reward_") else
+                      "cross-entropy (nats/token)" if keys[0] == "xe" or keys[0].endswith("_xe") else keys[0])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:

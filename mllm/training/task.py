@@ -68,6 +68,10 @@ class Task(ABC):
         """Saved with every checkpoint: what inference needs (model config, tokenizer, class names)."""
         return {}
 
+    def curve_title(self) -> str:
+        """The title of curves.png (the kind unless a task names itself, e.g. a fine-tuning method)."""
+        return self.kind
+
     def curve_marks(self) -> dict[int, str]:
         """Steps to mark on curves.png, {step: label}, e.g. where the training resolution changes."""
         return {}
