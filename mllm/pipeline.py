@@ -8,6 +8,9 @@ preset runs the core's test files only, unless --tests).
 A training stage is finished when its run folder holds summary.json (written last, atomically); it is then
 skipped if its config is the one this command would train, and an error naming the differing keys if not. A
 run folder with last.pt but no summary.json was stopped mid-way: it is resumed from its last checkpoint.
+Each run records the sha256 of every checkpoint it started from (init.vision, init.text, init.captioner); a
+run whose starting checkpoint has changed since (its ViT, say, was trained again) is stale: its folder is
+moved aside to <run>.stale-N and the stage trains afresh, and so on down the chain.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from mllm.io import atomic_write_json
 from mllm.training.config import DERIVED, ConfigError, config_diff, flatten, load_config
 from mllm.training.launch import WHERE_KEYS
+from mllm.training.lineage import changed_inits, init_paths
 from mllm.training.loop import TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,19 +131,51 @@ def check_config(run_dir: Path, stage: Stage, preset: str, overrides: list[str],
                           f"move it away, or pass --runs NEW_FOLDER to train every stage afresh")
 
 
+def stale_inits(run_dir: Path, stage: Stage, preset: str, overrides: list[str]) -> list[str]:
+    """How the checkpoints the run in `run_dir` started from differ from those this command starts from (none:
+    the same bytes). The record is in summary.json (finished) or last.pt (stopped)."""
+    from mllm.checkpoint import load_checkpoint
+
+    current = init_paths(load_config(stage.config, preset, overrides))
+    if not current:
+        return []
+    summary = run_dir / "summary.json"
+    record = (json.loads(summary.read_text()) if summary.is_file()
+              else load_checkpoint(run_dir / "last.pt")).get("inits")
+    config = run_dir / "config.json"
+    return changed_inits(record, current, config.stat().st_mtime if config.is_file() else None)
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Rename a run folder to <name>.stale-N (the first N free) and return the new path."""
+    n = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.stale-{n}")).exists():
+        n += 1
+    return run_dir.rename(target)
+
+
 def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[str]) -> str:
-    """Train the stage's run unless it is finished; resume it if it was stopped. Returns skipped, resumed or fresh."""
+    """Train the stage's run unless it is finished; resume it if it was stopped; train it afresh if a checkpoint
+    it started from changed since (the old folder kept as <run>.stale-N). Returns skipped, resumed or fresh."""
     from mllm.cli import main as cli
 
     run_dir = runs / stage.run.format(preset=preset)
     overrides = stage_overrides(stage, preset, runs)
+    state = "finished" if (run_dir / "summary.json").is_file() else "stopped" if (run_dir / "last.pt").is_file() \
+        else None
+    if state is not None:
+        check_config(run_dir, stage, preset, overrides, state)
+        changes = stale_inits(run_dir, stage, preset, overrides)
+        if changes:
+            moved = move_aside(run_dir)
+            print(f"{run_dir} holds a {state} {stage.name} run that is stale: {'; '.join(changes)}. Training "
+                  f"{stage.name} again from the new checkpoint (the old run is kept in {moved}; delete it when "
+                  f"no longer needed)")
     if (run_dir / "summary.json").is_file():
-        check_config(run_dir, stage, preset, overrides, "finished")
         print(f"{run_dir} is finished with this config: skipped")
         return "skipped"
     argv = [stage.command, "--preset", preset, "--run-dir", str(run_dir), *data_args]
     if (run_dir / "last.pt").is_file():
-        check_config(run_dir, stage, preset, overrides, "stopped")
         print(f"{run_dir} was stopped before it finished: resuming from its last.pt")
         argv += ["--resume", *stage.overrides]  # the saved config holds the inits (their paths may differ now)
     else:

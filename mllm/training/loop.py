@@ -20,6 +20,7 @@ from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.io import atomic_write, atomic_write_json
 
 from .config import Config, ConfigError
+from .lineage import record_inits
 from .optim import param_groups, warmup_cosine
 from .plots import plot_curves
 from .runtime import init_distributed, machine_info, pick_device, rng_state, seed_everything, set_rng_state
@@ -71,6 +72,8 @@ class Trainer:
             s, self.t.warmup_steps, self.t.max_steps, self.t.min_lr_ratio))
         self.step, self.best, self.elapsed = 0, None, 0.0
         self.stop_signal: int | None = None
+        # the checkpoints this run started from (sha256 of each init.* file); a resumed run keeps its own record
+        self.inits: dict | None = None if resume or not self.dist.main else record_inits(cfg)
         if resume:
             self._load(resume if isinstance(resume, dict) else load_checkpoint(self.run_dir / "last.pt"))
 
@@ -87,7 +90,8 @@ class Trainer:
     def _state(self) -> dict:
         return {"kind": self.task.kind, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(), "step": self.step, "best": self.best, "elapsed": self.elapsed,
-                "rng": rng_state(), "config": self.cfg.to_dict(), "extra": self.task.extra_state()}
+                "rng": rng_state(), "config": self.cfg.to_dict(), "extra": self.task.extra_state(),
+                "inits": self.inits}
 
     def save(self, name: str) -> None:
         if self.dist.main:
@@ -107,6 +111,7 @@ class Trainer:
                                   f"changed since it was written: resume with the original settings") from e
         self.sched.load_state_dict(state["scheduler"])
         self.step, self.best, self.elapsed = state["step"], state["best"], state["elapsed"]
+        self.inits = state.get("inits")  # None: written before the record existed
         saved = state.get("config", {}).get("train", {})
         if (saved.get("best_metric"), saved.get("best_mode")) != (self.t.best_metric, self.t.best_mode):
             self.best = None  # the best so far was measured by another yardstick
@@ -275,7 +280,9 @@ class Trainer:
                        "wall_time_s": round(self.elapsed, 1), "best_" + self.t.best_metric: self.best,
                        "finished_with": self.t.finish_with}
             summary.update(self.task.finish(self.model, self.run_dir, self.log))
-            summary.update({"machine": machine_info(self.device), "config": self.cfg.to_dict()})
+            if self.device.type == "cuda":
+                summary["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+            summary.update({"machine": machine_info(self.device), "inits": self.inits, "config": self.cfg.to_dict()})
             self._plot()  # before the summary: a run with summary.json is complete, figures included
             atomic_write_json(self.run_dir / "summary.json", summary)
             self.log(f"summary written to {self.run_dir / 'summary.json'}")
