@@ -13,6 +13,9 @@ PRESET ?= cpu
 .PHONY: setup demo test lint clean browser
 
 setup: $(VENV)/.installed
+	@command -v java >/dev/null 2>&1 || echo "warning: java is not on the PATH: caption scores will leave out METEOR and \
+	use a pure-Python tokenizer instead of Stanford's PTB tokenizer (reports say so). Install a JRE to get both, \
+	e.g. sudo apt-get install default-jre-headless (Debian/Ubuntu) or brew install openjdk (macOS)."
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -11,11 +11,18 @@ Every page found there is checked the same way, so pages added later are covered
 - every command in its ```bash blocks that runs `python main.py ...` parses with the real CLI, and its
   key=value overrides are accepted by the config; `python <script>`, `python -m <module>` (and the
   paths given to pytest), `make <target>` must exist;
-- the index (docs/tutorial/README.md) links every numbered page, in order.
+- the index (docs/tutorial/README.md) links every numbered page, in order;
+- every numbered page has its notebook beside it (NN-*.ipynb), equal to what scripts/make_notebooks.py makes
+  from the page now, and the notebooks execute in a Jupyter kernel (those in SLOW_NOTEBOOKS are only
+  generated, not run);
+- the tutorial shows at least five diagrams.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import time
 from pathlib import Path
 
@@ -41,7 +48,7 @@ def page_id(page: Path) -> str:
 
 
 def test_the_tutorial_has_its_pages():
-    assert [p.name[:3] for p in NUMBERED][:3] == ["01-", "02-", "03-"], f"found {[p.name for p in PAGES]}"
+    assert [p.name[:3] for p in NUMBERED][:4] == ["00-", "01-", "02-", "03-"], f"found {[p.name for p in PAGES]}"
     numbers = [int(p.name.split("-")[0]) for p in NUMBERED]
     assert len(numbers) == len(set(numbers)), f"two pages share a number: {[p.name for p in NUMBERED]}"
 
@@ -75,6 +82,19 @@ def test_each_page_has_running_code_and_links_to_the_code(page):
     assert any(b.lang in ("python", "py") for b in blocks), f"{page.name} has no ```python block"
     code_links = [m for m in LINK.finditer(prose) if CODE_NAME.match(m.group(2)) and m.group(3).endswith(".py")]
     assert code_links, f"{page.name} links to no function or class in the code"
+
+
+def test_the_readme_links_resolve():
+    readme = REPO / "README.md"
+    problems = link_problems(readme.read_text(encoding="utf-8"), readme)
+    assert not problems, "\n".join(problems)
+    assert not re.search(r"issue #?\d+|issue's bar", readme.read_text(encoding="utf-8"), re.I)
+
+
+def test_no_page_cites_an_issue():
+    for page in [*PAGES, REPO / "docs" / "challenges.md"]:
+        found = re.findall(r".{0,40}(?:issue #?\d+|the issue's).{0,20}", page.read_text(encoding="utf-8"), re.I)
+        assert not found, f"{page.name}: {found} (run provenance belongs in results/*/README.md)"
 
 
 def test_the_index_lists_every_page_in_order():
@@ -127,3 +147,46 @@ def test_the_checks_catch_broken_pages():
     assert failure.value.lineno == 4
     with pytest.raises(AssertionError, match="never closed"):
         split_page("```python\nx = 1\n")
+
+
+# ---------------------------------------------------------------------------------------------- notebooks
+
+SLOW_NOTEBOOKS: set[str] = set()  # pages whose code is too slow to execute as a notebook in the suite (none now)
+NOTEBOOK_SECONDS = 60  # per notebook, kernel start included
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "scripts" / "make_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("page", NUMBERED, ids=page_id)
+def test_each_page_has_its_notebook_and_it_is_current(page):
+    path = page.with_suffix(".ipynb")
+    assert path.exists(), f"{path.name} is missing: run `python scripts/make_notebooks.py`"
+    assert path.read_text(encoding="utf-8") == _maker().notebook(page), \
+        f"{path.name} differs from {page.name}: edit the page, then run `python scripts/make_notebooks.py`"
+
+
+@pytest.mark.parametrize("page", [p for p in NUMBERED if p.name not in SLOW_NOTEBOOKS], ids=page_id)
+def test_notebooks_execute(page, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    nb = nbformat.read(page.with_suffix(".ipynb"), as_version=4)
+    start = time.perf_counter()
+    nbclient.NotebookClient(nb, timeout=NOTEBOOK_SECONDS, kernel_name="python3",
+                            resources={"metadata": {"path": str(TUTORIAL)}}).execute()
+    assert time.perf_counter() - start < NOTEBOOK_SECONDS
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+
+
+def test_the_tutorial_has_at_least_five_diagrams():
+    shown = {m.group(3) for p in PAGES for m in LINK.finditer(split_page(p.read_text(encoding="utf-8"))[1])
+             if m.group(1) and re.search(r"figures/[\w-]+\.(png|svg)$", m.group(3))}
+    assert len(shown) >= 5, f"the pages show {sorted(shown)}"
+    for name in shown:
+        assert (TUTORIAL / name).exists(), name

@@ -144,8 +144,8 @@ EXERCISES: tuple[Exercise, ...] = (
          "tokens.reshape(B, g//f, f, g//f, f, D).permute(0, 1, 3, 2, 4, 5).reshape(B, (g//f)**2, f*f*D).",
          "Connector.forward: if self.reduce == 'pixel_shuffle' use pixel_shuffle(patches, self.factor); "
          "'avgpool' uses avg_pool; then return self.proj(patches)."),
-        "check prints 2 of 2 checks pass; the cpu captioner's 64 patch tokens [B, 64, 192] become 16 image tokens "
-        "[B, 16, 768] before the MLP.",
+        "check prints 2 of 2 checks pass; the cpu captioner's 64 patch tokens [B, 64, 128] become 16 image tokens "
+        "[B, 16, 512] before the MLP.",
         "docs/tutorial/04-captioner.md"),
     Exercise(
         "cider", "CIDEr-D", "mllm.evaluation.cider", ("CiderD.score",),
