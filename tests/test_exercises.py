@@ -74,15 +74,19 @@ def test_scst_loss_and_the_greedy_baseline():
 
 
 def test_every_stub_fails_in_plain_words_and_the_projects_code_passes(tmp_path):
-    """start -> check: every check fails with 'not written yet'; the solution pasted in -> every check passes.
-    One process start for all of it (each check forked from it), to keep the suite fast."""
+    """start -> check: every check fails with 'not written yet'; the solution pasted in -> every check passes; a
+    file that does not parse is named with its line. One process start for all of it (each check forked from it),
+    to keep the suite fast."""
     for ex in EXERCISES:
         start(ex.name, tmp_path / "stubs")
         start(ex.name, tmp_path / "solved")
         paste_solution(ex.name, tmp_path / "solved")
+    broken = start("sinusoidal", tmp_path / "broken")
+    broken.write_text(broken.read_text() + "\nthis is not python\n")
     results = check_jobs([[(ex.name, learner_file(ex.name, tmp_path / "stubs"))] for ex in EXERCISES]
-                         + [[(ex.name, learner_file(ex.name, tmp_path / "solved")) for ex in EXERCISES]])
-    stubs, solved = [r[0] for r in results[:-1]], results[-1]
+                         + [[(ex.name, learner_file(ex.name, tmp_path / "solved")) for ex in EXERCISES]]
+                         + [[("sinusoidal", broken)]])
+    stubs, solved, [unparsable] = [r[0] for r in results[:-2]], results[-2], results[-1]
     for result in stubs:
         text = result.text()
         assert not result.passed and result.checks, text
@@ -91,18 +95,18 @@ def test_every_stub_fails_in_plain_words_and_the_projects_code_passes(tmp_path):
     for result in solved:
         assert result.passed, result.text()
         assert "Well done" in result.text()
+    text = unparsable.text()
+    assert unparsable.load_error and "could not be used" in text and "line" in text, text
 
 
-def test_a_wrong_answer_and_a_broken_file_are_named(tmp_path):
+def test_a_wrong_answer_is_named_by_the_check_command(tmp_path):
+    """`exercise check` (its own pytest process): a LayerNorm with the unbiased std fails in plain words."""
     path = start("layernorm", tmp_path)
     path.write_text(path.read_text().replace(
         '        raise NotImplementedError("write LayerNorm.forward (exercise \'layernorm\')")',
         "        return (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True) * self.weight + self.bias"))
-    sinusoidal = start("sinusoidal", tmp_path)
-    sinusoidal.write_text(sinusoidal.read_text() + "\nthis is not python\n")
-    [[wrong], [broken]] = check_jobs([[("layernorm", path)], [("sinusoidal", sinusoidal)]])
+    [wrong] = check_many([("layernorm", path)])
     assert not wrong.passed and "still wrong" in wrong.text() and "not close" in wrong.text(), wrong.text()
-    assert broken.load_error and "could not be used" in broken.text() and "line" in broken.text(), broken.text()
 
 
 def test_the_command_line(tmp_path, capsys):
@@ -130,10 +134,3 @@ def test_replace_definition_keeps_the_rest_of_the_file():
     out = replace_definition(source, "A.f", "def f(self):\n    return 1\n")
     assert out == "import x\n\n\nclass A:\n    def f(self):\n        return 1\n\n    def g(self):\n" \
                   "        return 2\n"
-
-
-def test_check_many_runs_in_its_own_process(tmp_path):
-    start("scst", tmp_path)
-    paste_solution("scst", tmp_path)
-    [result] = check_many([("scst", learner_file("scst", tmp_path))])
-    assert result.passed, result.text()
