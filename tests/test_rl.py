@@ -129,7 +129,8 @@ def tiny_supervised(tmp_path_factory, mirror, data_root):
 
 
 @pytest.mark.parametrize("baseline", ["greedy", "mean"])
-def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root, baseline):
+def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root, baseline,
+                                                                   monkeypatch):
     from mllm.data import prepare_flickr8k
     from mllm.rl.train import SCSTTask
 
@@ -152,7 +153,16 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
         opt.step()
     assert set(out.metrics) == {"reward_sample", "reward_greedy", "advantage", "sample_len", "entropy",
                                 "reward_share"}
-    assert 0 <= float(out.metrics["reward_share"]) <= 1
+    # reward_share is the rewards' share of the loss's time: on a clock where decoding takes 1 s and rewards 3 s, 3/4
+    import mllm.rl.train
+
+    clock, reward, generate = [0.0], task.reward, model.generate
+    monkeypatch.setattr(mllm.rl.train, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    monkeypatch.setattr(task, "reward", lambda *a: (clock.__setitem__(0, clock[0] + 3.0), reward(*a))[1])
+    monkeypatch.setattr(model, "generate", lambda *a, **k: (clock.__setitem__(0, clock[0] + 1.0), generate(*a, **k))[1])
+    share = task.loss(model, (task.features_of(chosen), chosen, torch.arange(4)))
+    assert float(share.metrics["reward_share"]) == pytest.approx(0.75)
+    monkeypatch.undo()
     assert greedy_reward() > before + 0.1
 
 
@@ -166,7 +176,10 @@ def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, m
         assert (run / name).is_file(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) == {"supervised, greedy", "supervised, beam 3", "SCST, greedy", "SCST, beam 3"}
-    assert 0 <= metrics["changed"]["greedy"] <= 1
+    captions = json.loads((run / "captions_test.json").read_text())
+    for strategy in ("greedy", "beam"):  # the share of test images whose caption SCST changed
+        differ = [c["supervised"][strategy] != c["SCST"][strategy] for c in captions.values()]
+        assert metrics["changed"][strategy] == pytest.approx(sum(differ) / len(differ))
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all({"reward_sample", "reward_greedy", "entropy"} <= set(r) for r in records if "train_loss" in r)
     assert records[0]["step"] == 0 and "val_cider" in records[0]  # the supervised model, before any SCST step
