@@ -86,8 +86,9 @@ def test_each_page_has_running_code_and_links_to_the_code(page):
 
 def test_the_readme_links_resolve():
     readme = REPO / "README.md"
-    problems = link_problems(readme.read_text(encoding="utf-8"), readme)
-    assert not problems, "\n".join(problems)
+    for doc in (readme, REPO / "docs" / "challenges.md"):
+        problems = link_problems(doc.read_text(encoding="utf-8"), doc)
+        assert not problems, "\n".join(problems)
     assert not re.search(r"issue #?\d+|issue's bar", readme.read_text(encoding="utf-8"), re.I)
 
 
