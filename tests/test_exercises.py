@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from pycocoevalcap.cider.cider import Cider
 
 from mllm.cli import main
@@ -15,7 +16,7 @@ from mllm.exercises import EXERCISES, check_many, paste_solution, start
 from mllm.exercises.grade import check_jobs
 from mllm.exercises.workspace import learner_file, next_hint, replace_definition
 from mllm.rl.scst import baseline_rewards, scst_loss
-from mllm.transformer import LayerNorm
+from mllm.transformer import LayerNorm, ScaledDotProductAttention
 
 # ---- checks the exercises run (against the project's code here, against the learner's under `check`) --------
 
@@ -27,6 +28,19 @@ def test_layernorm_without_bias():
     x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     expected = (x - 2.5) / torch.sqrt(torch.tensor(1.25 + 1e-5)) * norm.weight
     torch.testing.assert_close(norm(x), expected)
+
+
+@pytest.mark.parametrize("masking", ["none", "padding", "causal", "padding+causal"])
+def test_written_out_attention_equals_torchs_kernel(masking):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 6, 8, generator=g) for _ in range(3))
+    padding = (torch.arange(6)[None, :] < torch.tensor([6, 4])[:, None])[:, None, None, :]
+    mask = padding if "padding" in masking else None
+    causal = "causal" in masking
+    out, _ = ScaledDotProductAttention()(q, k, v, mask=mask, is_causal=causal)
+    full = mask if not causal else (torch.ones(6, 6, dtype=torch.bool).tril() if mask is None
+                                    else mask & torch.ones(6, 6, dtype=torch.bool).tril())
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=full), atol=1e-5, rtol=1e-5)
 
 
 SMALL = [["a dog runs on the grass".split(), "a brown dog is running".split(), "dog on grass".split()],

@@ -28,15 +28,19 @@ EXERCISES: tuple[Exercise, ...] = (
         "attention", "Scaled dot-product attention with masks", "mllm.transformer.attention",
         ("ScaledDotProductAttention.forward",),
         (T + "test_sdpa_matches_the_formula", T + "test_padded_keys_get_zero_weight_and_do_not_change_outputs",
-         T + "test_causality", T + "test_fused_equals_hand_written",
+         T + "test_causality", X + "test_written_out_attention_equals_torchs_kernel",
+         T + "test_fused_equals_hand_written",
          T + "test_a_query_with_no_allowed_key_gets_zeros_not_nan"),
         {"test_sdpa_matches_the_formula": "the weights are softmax(q k^T / sqrt(d)), each row sums to 1, and the "
                                           "output is weights @ v",
          "test_padded_keys_get_zero_weight_and_do_not_change_outputs": "a padded key (mask False) gets weight 0 "
                                                                        "and changing it changes nothing",
          "test_causality": "with is_causal=True no query sees a later key",
-         "test_fused_equals_hand_written": "your written-out path equals torch's fused kernel with every kind of "
-                                           "mask, in eval and in train mode",
+         "test_written_out_attention_equals_torchs_kernel": "your written-out path (fused=False) equals "
+                                                            "torch's F.scaled_dot_product_attention with no mask, "
+                                                            "padding, causal and both",
+         "test_fused_equals_hand_written": "fused=True (self._fused, torch's kernel) gives what fused=False gives, "
+                                           "with every kind of mask, in eval and in train mode",
          "test_a_query_with_no_allowed_key_gets_zeros_not_nan": "a query that may attend to no key gets zero "
                                                                 "weights and output, and no NaN in the gradients"},
         ("Start from the formula: scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); "
@@ -49,7 +53,7 @@ EXERCISES: tuple[Exercise, ...] = (
          "The fused check compares your hand-written path (fused=False) with torch's kernel (fused=True): when "
          "self.fused and not return_weights, return self._fused(q, k, v, mask, is_causal=False), None after "
          "building the combined mask. Apply dropout with F.dropout(weights, self.dropout, self.training)."),
-        "check prints 5 of 5 checks pass. Page 1's first example then prints attention weights whose rows sum "
+        "check prints 6 of 6 checks pass. Page 1's first example then prints attention weights whose rows sum "
         "to 1; with a causal mask the first query's weights are [1, 0, 0, ...].",
         "docs/tutorial/01-transformer.md"),
     Exercise(

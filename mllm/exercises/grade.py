@@ -60,7 +60,8 @@ def explain(message: str) -> str:
     if "NotImplementedError" in message:
         found = re.search(r"NotImplementedError: (.*)", message)
         return f"not written yet ({found.group(1) if found else 'a stub still raises NotImplementedError'})"
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in message.strip().splitlines()
+             if line.strip() and not line.strip().startswith(("+", "where "))]  # pytest's introspection noise
     short = " / ".join(lines[:3])
     return f"still wrong: {short[:300]}"
 
