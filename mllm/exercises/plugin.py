@@ -50,6 +50,9 @@ def substitute(name: str, path: Path) -> None:
                                      f"method {member} in it")
             ours = getattr(target_module, owner)
             setattr(ours, member, rebind(vars(theirs)[member], ours))
+            for name, helper in vars(theirs).items():  # helper methods of the learner's own, new to the class
+                if isinstance(helper, FunctionType) and not hasattr(ours, name):
+                    setattr(ours, name, rebind(helper, ours))
         else:
             if not callable(getattr(learner, member, None)):
                 raise AttributeError(f"{path.name} has no function {member}: keep its name and signature")
