@@ -64,8 +64,8 @@ def captioner(path: Path) -> None:
         ax.plot([0.1 + i * 1.4 / 8] * 2, [0.9, 2.3], color="w", lw=0.5)
         ax.plot([0.1, 1.5], [0.9 + i * 1.4 / 8] * 2, color="w", lw=0.5)
     ax.text(0.8, 0.85, "image 32x32\n64 patches of 4x4", ha="center", va="top", fontsize=8)
-    steps = [("ViT\n(4 layers, CIFAR-10\nweights)", "#dfe8f5", "[B, 64, 192]\npatch tokens"),
-             ("pixel-unshuffle\n2x2 (space to depth)", "#fde3cf", "[B, 16, 768]"),
+    steps = [("ViT\n(4 layers, CIFAR-10\nweights)", "#dfe8f5", "[B, 64, 128]\npatch tokens"),
+             ("pixel-unshuffle\n2x2 (space to depth)", "#fde3cf", "[B, 16, 512]"),
              ("MLP\nLinear-GELU-Linear", "#fde3cf", "[B, 16, 192]\nimage prefix"),
              ("GPT\n(word level, 4 layers,\ncausal)", "#dcefdc", "logits\n[B, T, V]")]
     x = 1.9
