@@ -150,6 +150,23 @@ def test_caption_metrics_with_java_closes_meteor(monkeypatch):
         assert java_children() == [], "the METEOR java process is still running"
 
 
+def test_one_meteor_session_scores_each_call_as_alone_and_stops_its_process(monkeypatch):
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    from mllm.evaluation.metrics import meteor_session
+
+    if shutil.which("java") is None:
+        pytest.skip("METEOR needs java")
+    monkeypatch.setattr(Meteor, "__del__", lambda self: None)
+    other = {k: "a man rides a horse" for k in CANDIDATES}
+    alone = [caption_metrics(CANDIDATES, REFERENCES)["METEOR"], caption_metrics(other, REFERENCES)["METEOR"]]
+    with meteor_session():
+        shared = [caption_metrics(CANDIDATES, REFERENCES)["METEOR"], caption_metrics(other, REFERENCES)["METEOR"]]
+    assert shared == alone and alone[0] != alone[1]
+    if Path("/proc/self/stat").exists():
+        assert java_children() == [], "the session's METEOR java process is still running"
+
+
 def test_caption_metrics_without_java_reports_meteor_absent(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
     result = caption_metrics(CANDIDATES, REFERENCES)

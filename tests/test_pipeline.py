@@ -57,7 +57,7 @@ def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp
     positions = [report.find(s) for s in SECTIONS]
     assert -1 not in positions and positions == sorted(positions), dict(zip(SECTIONS, positions, strict=True))
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report)
-    assert len(figures) == 10  # tests 1 (the screenshot), ViT 4, GPT 1, captioner 2, SCST 2
+    assert len(figures) == 14  # tests 1 (the screenshot), ViT 4, GPT 1, captioner 2 + 4 attention maps, SCST 2
     assert all((runs / f).is_file() for f in figures), figures
     assert "*(figure " not in report and "not run |" not in report and "Not run yet" not in report
     tests = report[report.index("## The test suite"):report.index("## 1.")]  # the core's files, first
@@ -69,7 +69,7 @@ def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp
 
     elsewhere = write_report(runs, "tiny", tmp_path / "elsewhere" / "R.md").read_text()
     moved = re.findall(r"!\[[^]]*\]\(([^)]+)\)", elsewhere)
-    assert len(moved) == 10 and all((tmp_path / "elsewhere" / f).is_file() for f in moved)
+    assert len(moved) == 14 and all((tmp_path / "elsewhere" / f).is_file() for f in moved)
 
     read = lambda name: json.loads((runs / name / "summary.json").read_text())  # noqa: E731
     vit, gpt, cap, blind, rl = (read(n) for n in ("vit-tiny", "gpt-tiny", "mllm-tiny", "mllm-tiny-blind",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from .tokenize import java_available, ptb_tokenize
@@ -31,23 +31,50 @@ def check_captions(candidates: Mapping[Hashable, str], references: Mapping[Hasha
             raise ValueError(f"references[{key!r}] is empty: candidate {key!r} needs at least one reference")
 
 
-def meteor_score(gts: dict, res: dict) -> float:
-    """pycocoevalcap's METEOR (a Java subprocess, started here and always stopped before returning)."""
+_sessions: list = []  # the METEOR process of each open meteor_session(), innermost last
+
+
+def _stop(meteor) -> None:
+    """Stop a pycocoevalcap Meteor's Java process for good."""
+    process = meteor.meteor_p
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        with contextlib.suppress(OSError):
+            pipe.close()
+    process.kill()
+    process.wait()
+    # Meteor.__del__ takes this lock before killing the (now dead) process again; a fresh lock cannot be held
+    # by a compute_score that raised, so garbage collection cannot hang on it
+    meteor.lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def meteor_session() -> Iterator[None]:
+    """One METEOR process for every `caption_metrics` call inside the block: starting it (a JVM loading its
+    paraphrase tables) costs more than scoring a thousand captions. Each call's score is its own."""
     from pycocoevalcap.meteor.meteor import Meteor
 
+    meteor = Meteor() if java_available() else None
+    _sessions.append(meteor)
+    try:
+        yield
+    finally:
+        _sessions.pop()
+        if meteor is not None:
+            _stop(meteor)
+
+
+def meteor_score(gts: dict, res: dict) -> float:
+    """pycocoevalcap's METEOR: in the open `meteor_session`'s process, else a Java process started here and always
+    stopped before returning."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if _sessions and _sessions[-1] is not None:
+        return float(_sessions[-1].compute_score(gts, res)[0])
     meteor = Meteor()
     try:
         return float(meteor.compute_score(gts, res)[0])
     finally:
-        process = meteor.meteor_p
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        process.kill()
-        process.wait()
-        # Meteor.__del__ takes this lock before killing the (now dead) process again; a fresh lock cannot be held
-        # by a compute_score that raised, so garbage collection cannot hang on it
-        meteor.lock = threading.Lock()
+        _stop(meteor)
 
 
 def caption_metrics(candidates: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]],

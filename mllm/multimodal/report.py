@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from mllm.data.flickr8k import read_photos
 from mllm.evaluation.cider import CiderD
 from mllm.evaluation.diagnostics import caption_diagnostics, hallucination, human_hallucination
-from mllm.evaluation.metrics import caption_metrics
+from mllm.evaluation.metrics import caption_metrics, meteor_session
 from mllm.evaluation.tokenize import simple_tokenize
 from mllm.io import atomic_write, atomic_write_json
 
@@ -113,14 +113,15 @@ def write_report(task, model, run_dir: Path, log) -> dict[str, Any]:
                   "baseline: most frequent training caption": [frequent] * len(names),
                   "baseline: nearest neighbour (ViT features)": nearest}
     rows = {}
-    for name, captions in candidates.items():
-        rows[name] = caption_metrics(dict(zip(names, captions, strict=True)), refs)
-        rows[name].update(diagnose(captions, [refs[n] for n in names], train_captions))
-        log(f"test {name}: " + "  ".join(f"{k} {rows[name][k]:.3f}" for k in METRICS if rows[name][k] is not None)
-            + f"  hallucination/caption {rows[name]['hallucination_per_caption']:.3f}")
-    first = [refs[n][0] for n in names]  # people, as the model is judged: a caption against references
-    rows[HUMAN] = caption_metrics(dict(zip(names, first, strict=True)), {n: refs[n][1:] for n in names})
-    rows[HUMAN].update(diagnose(first, [refs[n][1:] for n in names], train_captions))
+    with meteor_session():  # one METEOR process for every row
+        for name, captions in candidates.items():
+            rows[name] = caption_metrics(dict(zip(names, captions, strict=True)), refs)
+            rows[name].update(diagnose(captions, [refs[n] for n in names], train_captions))
+            log(f"test {name}: " + "  ".join(f"{k} {rows[name][k]:.3f}" for k in METRICS if rows[name][k] is not None)
+                + f"  hallucination/caption {rows[name]['hallucination_per_caption']:.3f}")
+        first = [refs[n][0] for n in names]  # people, as the model is judged: a caption against references
+        rows[HUMAN] = caption_metrics(dict(zip(names, first, strict=True)), {n: refs[n][1:] for n in names})
+        rows[HUMAN].update(diagnose(first, [refs[n][1:] for n in names], train_captions))
     human_all = human_hallucination([refs[n] for n in names])
     atomic_write_json(run_dir / "metrics.json", rows)
     note = next(iter(rows.values()))["note"]

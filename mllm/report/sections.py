@@ -214,7 +214,8 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
     lines = [f"From the supervised captioner: {rl['samples']} samples per image at temperature "
              f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}, learning rate "
              f"{cfg['train']['lr']:g}; {s['steps']:,} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on "
-             f"dev CIDEr-D ({fmt(s['best_val_cider'])}).\n", markdown_table(s["test"]), analysis_scst(s),
+             f"dev CIDEr-D ({fmt(s['best_val_cider'])}). {next(iter(s['test'].values())).get('note', '')}\n",
+             markdown_table(s["test"]), analysis_scst(s),
              ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences, ctx.preset),
              ctx.figure("scst", "curves.png", "SCST curves"), "",
              ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions, both by beam search")]

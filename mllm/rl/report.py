@@ -12,7 +12,7 @@ import numpy as np
 
 from mllm.checkpoint import load_weights
 from mllm.data.flickr8k import read_photos
-from mllm.evaluation.metrics import caption_metrics
+from mllm.evaluation.metrics import caption_metrics, meteor_session
 from mllm.io import atomic_write, atomic_write_json
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.report import METRICS, diagnose, diagnostics_table, gallery_figure, markdown_table
@@ -33,13 +33,14 @@ def write_rl_report(task, model, run_dir: Path, log) -> dict[str, Any]:
             captions[(who, strategy)] = task.captions_for(m, test, strategy)
     rows = {}
     train_captions = [str(c) for c in data.captions[task.train_caps]]
-    for (who, strategy), texts in captions.items():
-        name = f"{who}, {'greedy' if strategy == 'greedy' else f'beam {beam_size}'}"
-        rows[name] = caption_metrics(dict(zip(names, texts, strict=True)), refs)
-        rows[name].update(diagnose(texts, [refs[n] for n in names], train_captions))
-        log(f"test {name}: " + "  ".join(f"{k} {rows[name][k]:.3f}" for k in METRICS if rows[name][k] is not None)
-            + f"  distinct {rows[name]['distinct']}  top share {rows[name]['top_share']:.3f}"
-            + f"  hallucination/caption {rows[name]['hallucination_per_caption']:.3f}")
+    with meteor_session():  # one METEOR process for every row
+        for (who, strategy), texts in captions.items():
+            name = f"{who}, {'greedy' if strategy == 'greedy' else f'beam {beam_size}'}"
+            rows[name] = caption_metrics(dict(zip(names, texts, strict=True)), refs)
+            rows[name].update(diagnose(texts, [refs[n] for n in names], train_captions))
+            log(f"test {name}: " + "  ".join(f"{k} {rows[name][k]:.3f}" for k in METRICS if rows[name][k] is not None)
+                + f"  distinct {rows[name]['distinct']}  top share {rows[name]['top_share']:.3f}"
+                + f"  hallucination/caption {rows[name]['hallucination_per_caption']:.3f}")
     changed = {s: float(np.mean([a != b for a, b in zip(captions[("supervised", s)], captions[("SCST", s)],
                                                         strict=True)])) for s in ("greedy", "beam")}
     before, after = rows[f"supervised, beam {beam_size}"], rows[f"SCST, beam {beam_size}"]

@@ -219,7 +219,7 @@ class Trainer:
 
     def _plot(self) -> None:
         run = self.run_dir
-        plot_curves(run / "metrics.jsonl", run / "curves.png", self.task.kind, self.task.curve_marks())
+        plot_curves(run / "metrics.jsonl", run / "curves.png", self.task.curve_title(), self.task.curve_marks())
 
     def _on_signal(self, signum, frame) -> None:
         self.stop_signal = signum
