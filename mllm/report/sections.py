@@ -181,9 +181,20 @@ def captioner_section(ctx: Context, s: dict[str, Any]) -> str:
              f"references; {first.get('note', '')}.\n", markdown_table(rows), analysis_captioner(rows),
              ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), _differences, ctx.preset),
              ctx.figure("captioner", "curves.png", "captioner curves"), "", *_grounding(ctx, s, rows),
-             "Test photos spread evenly over the split (not chosen), the model's input inset: its greedy and beam "
-             "captions and one reference.\n", ctx.figure("captioner", "gallery.png", "test photos with their captions")]
+             _gallery_note(s), ctx.figure("captioner", "gallery.png", "test photos with their captions")]
     return "\n".join(lines) + "\n"
+
+
+def _note(s: dict[str, Any]) -> str:
+    """How the test captions were tokenised (and whether METEOR ran): the metrics' own note."""
+    return next(iter(s["test"].values())).get("note", "")
+
+
+def _gallery_note(s: dict[str, Any]) -> str:
+    if "attention_figures" in s:  # the gallery of a run with the grounding diagnostics
+        return ("Test photos spread evenly over the split (not chosen), the model's input inset: its greedy and beam "
+                "captions and one reference.\n")
+    return "Test images spread evenly over the split, as the model sees them, with the beam caption and a reference.\n"
 
 
 def _grounding(ctx: Context, s: dict[str, Any], rows: dict[str, Any]) -> list[str]:
@@ -214,7 +225,7 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
     lines = [f"From the supervised captioner: {rl['samples']} samples per image at temperature "
              f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}, learning rate "
              f"{cfg['train']['lr']:g}; {s['steps']:,} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on "
-             f"dev CIDEr-D ({fmt(s['best_val_cider'])}). {next(iter(s['test'].values())).get('note', '')}\n",
+             f"dev CIDEr-D ({fmt(s['best_val_cider'])}). Test captions {_note(s)}.\n",
              markdown_table(s["test"]), analysis_scst(s),
              ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences, ctx.preset),
              ctx.figure("scst", "curves.png", "SCST curves"), "",
