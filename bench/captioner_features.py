@@ -29,7 +29,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Ratio, Side, adamw, alternate, parser, report, setup, train_step  # noqa: E402
-from mllm.data.augment import random_crop, random_flip  # noqa: E402
+from mllm.multimodal.data import augment_images  # noqa: E402
 from mllm.multimodal.mllm import Captioner, CaptionerConfig, caption_token_loss  # noqa: E402
 from mllm.training.config import Config, load_config  # noqa: E402
 
@@ -46,21 +46,11 @@ def build(cfg: Config, vocab: int) -> Captioner:
     return model.train()
 
 
-def augment(images: Tensor, padding: int, flip: bool, g: torch.Generator) -> Tensor:
-    """uint8 [B, S, S, 3] shifted and mirrored at random (as `CaptioningTask.augment`)."""
-    x = images.permute(0, 3, 1, 2)
-    if padding > 0:
-        x = random_crop(x, padding, g)
-    if flip:
-        x = random_flip(x, g)
-    return x.permute(0, 2, 3, 1)
-
-
 @torch.no_grad()
 def feature_cache(model: Captioner, images: Tensor, views: int, padding: int, flip: bool) -> Tensor:
     """[V, N, P, D] patch features of V views (view 0 the image itself), computed once by the frozen ViT."""
     g = torch.Generator().manual_seed(0)
-    return torch.stack([model.patch_features(images if v == 0 else augment(images, padding, flip, g))
+    return torch.stack([model.patch_features(images if v == 0 else augment_images(images, g, padding, flip))
                         for v in range(views)])
 
 
@@ -106,12 +96,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def recomputed() -> Tensor:
         idx, tokens, targets = batch()
         with torch.no_grad():
-            feats = model.patch_features(augment(images[idx], a.crop_padding, a.flip, g))
+            feats = model.patch_features(augment_images(images[idx], g, a.crop_padding, a.flip))
         return loss(tokens, targets, features=feats)
 
     def all_parts() -> Tensor:
         idx, tokens, targets = batch()
-        return loss(tokens, targets, images=augment(images[idx], a.crop_padding, a.flip, g))
+        return loss(tokens, targets, images=augment_images(images[idx], g, a.crop_padding, a.flip))
 
     groups = [{"params": list(model.vit.parameters()), "lr": t.lr * t.vision_lr_scale},
               {"params": list(model.connector.parameters())},
