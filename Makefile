@@ -8,6 +8,7 @@ TORCH_SPEC ?= torch
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+JOBS ?= auto             # parallel pytest workers (pytest-xdist); 1 runs the tests in one process
 PRESET ?= cpu
 
 .PHONY: setup demo test lint clean browser
@@ -27,7 +28,7 @@ demo: setup
 	$(PY) main.py demo --preset $(PRESET) $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadscope $(ARGS)
 
 browser:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,3 +55,36 @@ def load_arrays(path: str | Path, settings: dict) -> dict[str, np.ndarray] | Non
             return {k: z[k] for k in z.files if k != "__settings__"}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         return None  # unreadable or truncated cache: rebuild it
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` (POSIX `flock`; no lock where the platform has none): processes that
+    would build the same cache at once (torchrun ranks, parallel tests) take turns."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the atomic writes still keep the cache whole
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_arrays(path: str | Path, settings: dict,
+                  build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays saved at `path` with these settings; else `build()` them and save them. A process that finds
+    another one building the same cache waits for it and reads its result instead of building it twice."""
+    arrays = load_arrays(path, settings)
+    if arrays is None:
+        with exclusive(path):
+            arrays = load_arrays(path, settings)  # built while this process waited
+            if arrays is None:
+                arrays = build()
+                save_arrays(path, settings, **arrays)
+    return arrays

@@ -88,8 +88,9 @@ def config_changes(run_dir: Path, stage: Stage, preset: str, overrides: list[str
     """Keys whose value in the run folder's config differs from what this command would train."""
     saved = json.loads((run_dir / "config.json").read_text())
     fresh = load_config(stage.config, preset, overrides)
-    flat = flatten(fresh)
-    return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)}
+    flat, held, default = flatten(fresh), flatten(saved), flatten(load_config(stage.config))
+    return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)
+            and not (k not in held and k in default and v[1] == default[k])}  # a key added since, at its default
 
 
 class Progress:

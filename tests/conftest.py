@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in each process of `pytest -n N` (pytest-xdist)
+if WORKER:  # N workers share the cores: one thread each, for torch here and for the processes a test starts
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def find_mirror() -> Path | None:
@@ -30,4 +33,10 @@ def mirror() -> Path:
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
+    """Prepared-data caches for the session; the workers of `pytest -n N` share one folder (caches are written
+    atomically, so two workers preparing the same one at once only repeat work)."""
+    if WORKER:
+        root = tmp_path_factory.getbasetemp().parent / "data"
+        root.mkdir(exist_ok=True)
+        return root
     return tmp_path_factory.mktemp("data")

@@ -262,3 +262,34 @@ def test_load_arrays_returns_none_for_any_unusable_cache(tmp_path, damage):
 def test_caption_csv_needs_its_header():
     with pytest.raises(DataError, match="header 'image,caption'"):
         parse_captions("a.jpg,A dog\n", csv_form=True)
+
+
+def _build_slowly(cache: str, log: str) -> None:
+    """In a child process: build the cache through cached_arrays, noting each build in `log`."""
+    import time
+
+    from mllm.io import cached_arrays
+
+    def build():
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)  # long enough for the other process to find the cache missing
+        return {"x": np.arange(3)}
+
+    assert cached_arrays(cache, {"v": 1}, build)["x"].tolist() == [0, 1, 2]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="the lock is POSIX flock")
+def test_two_processes_building_one_cache_build_it_once(tmp_path):
+    import multiprocessing
+
+    cache, log = str(tmp_path / "c.npz"), str(tmp_path / "log")
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_build_slowly, args=(cache, log)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert Path(log).read_text() == "built\n"  # the second process waited and read the first one's cache
+    assert load_arrays(cache, {"v": 1})["x"].tolist() == [0, 1, 2]

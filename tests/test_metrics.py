@@ -159,10 +159,10 @@ def test_one_meteor_session_scores_each_call_as_alone_and_stops_its_process(monk
         pytest.skip("METEOR needs java")
     monkeypatch.setattr(Meteor, "__del__", lambda self: None)
     other = {k: "a man rides a horse" for k in CANDIDATES}
-    alone = [caption_metrics(CANDIDATES, REFERENCES)["METEOR"], caption_metrics(other, REFERENCES)["METEOR"]]
-    with meteor_session():
+    alone = caption_metrics(other, REFERENCES)["METEOR"]  # in its own METEOR process
+    with meteor_session():  # the second call of a session is scored as if it were alone
         shared = [caption_metrics(CANDIDATES, REFERENCES)["METEOR"], caption_metrics(other, REFERENCES)["METEOR"]]
-    assert shared == alone and alone[0] != alone[1]
+    assert shared[1] == alone and shared[0] != shared[1]
     if Path("/proc/self/stat").exists():
         assert java_children() == [], "the session's METEOR java process is still running"
 

@@ -24,14 +24,14 @@ def test_train_mllm_tiny_writes_the_report(mllm_run):
                  "captions_test.json", "gallery.png", "attention_0.png", "attention_3.png"):
         assert (mllm_run / name).is_file(), name
     captions = json.loads((mllm_run / "captions_test.json").read_text())
-    assert len(captions) == 1000 and all(len(c["references"]) == 5 for c in captions.values())
+    assert len(captions) == 50 and all(len(c["references"]) == 5 for c in captions.values())  # eval.test_images
     metrics = json.loads((mllm_run / "metrics.json").read_text())
     assert any(k.startswith("baseline: most frequent") for k in metrics)
     for row in metrics.values():
         assert 0 <= row["BLEU-1"] <= 1 and row["CIDEr-D"] >= 0
         assert 0 <= row["hallucination_per_caption"] <= 1 and row["distinct"] >= 1
     human = metrics["human: first reference vs the other four"]  # people score far above a 6-step model
-    assert human["CIDEr-D"] > 0.5 and human["copied"] < 0.2 and human["distinct"] > 950
+    assert human["CIDEr-D"] > 0.5 and human["copied"] < 0.2 and human["distinct"] > 45
     assert metrics["baseline: most frequent training caption"]["top_share"] == 1.0
     records = [json.loads(line) for line in (mllm_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val_cider" in r] == [3, 6]

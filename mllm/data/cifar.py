@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mllm.io import load_arrays, save_arrays
+from mllm.io import cached_arrays
 
 from .download import DataError, Source, fetch
 
@@ -37,11 +37,8 @@ def prepare_cifar10(root: str | Path = "data", mirror: Path | None = None, sourc
     """Load the cached arrays under `root/cifar10`, building them from `source` (or the mirror/URL) once."""
     cache = Path(root) / "cifar10" / "cifar10.npz"
     settings = {"version": 1, "source": str(source) if source else "auto"}
-    arrays = load_arrays(cache, settings)
-    if arrays is None:
-        path = Path(source) if source else fetch([OFFICIAL, JPEG_MIRROR], mirror, Path(root) / "downloads")
-        arrays = read_cifar10(path)
-        save_arrays(cache, settings, **arrays)
+    arrays = cached_arrays(cache, settings, lambda: read_cifar10(
+        Path(source) if source else fetch([OFFICIAL, JPEG_MIRROR], mirror, Path(root) / "downloads")))
     return Cifar10(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mllm.io import load_arrays, save_arrays
+from mllm.io import cached_arrays
 
 from .download import DataError, Source, fetch
 
@@ -46,12 +46,9 @@ def prepare_flickr8k(root: str | Path = "data", mirror: Path | None = None, imag
                      log=print) -> Flickr8k:
     cache = Path(root) / "flickr8k" / f"flickr8k_{image_size}.npz"
     settings = {"version": 1, "image_size": image_size}
-    arrays = load_arrays(cache, settings)
-    if arrays is None:
-        downloads = Path(root) / "downloads"
-        text_zip, image_zip = fetch([TEXT], mirror, downloads), fetch([IMAGES], mirror, downloads)
-        arrays = read_flickr8k(text_zip, image_zip, image_size, log)
-        save_arrays(cache, settings, **arrays)
+    downloads = Path(root) / "downloads"
+    arrays = cached_arrays(cache, settings, lambda: read_flickr8k(
+        fetch([TEXT], mirror, downloads), fetch([IMAGES], mirror, downloads), image_size, log))
     stats = {k[6:]: int(v) for k, v in arrays.items() if k.startswith("stats_")}
     return Flickr8k(arrays["images"], arrays["names"], arrays["split"], arrays["captions"],
                     arrays["caption_image"], stats)

@@ -62,10 +62,11 @@ class CaptionData:
 
     split: image indices per split; train_caps / dev_caps: caption indices of the train and dev images;
     captions: ids [M, max_caption_len + 1] (`encode_captions`); images: uint8 [N, S, S, 3]; val_images: the
-    first `val_images` dev images, scored by `dev_cider` against their PTB-tokenised references.
+    first `val_images` dev images, scored by `dev_cider` against their PTB-tokenised references; test_images: the
+    first `test_images` test images, those the test report scores (the whole split unless a preset asks fewer).
     """
 
-    def __init__(self, data: Flickr8k, tokenizer, max_caption_len: int, val_images: int):
+    def __init__(self, data: Flickr8k, tokenizer, max_caption_len: int, val_images: int, test_images: int = 1000):
         self.data, self.tokenizer = data, tokenizer
         self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
         caption_split = data.split[data.caption_image]
@@ -79,6 +80,7 @@ class CaptionData:
         # dev is scored as the test split is: the same tokenizer (`ptb_tokenize`, Java's PTB tokenizer where java
         # is found) and CIDEr-D with document frequencies from the references of the images scored
         self.val_images = self.split["dev"][:val_images]
+        self.test_images = self.split["test"][:test_images]
         refs = ptb_tokenize({int(i): data.captions_of(int(i)) for i in self.val_images})
         self.val_refs = [[c.split() for c in refs[int(i)]] for i in self.val_images]
         self.cider = CiderD(self.val_refs)

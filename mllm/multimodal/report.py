@@ -52,7 +52,7 @@ def nearest_neighbour_captions(task, model, batch_size: int = 500) -> list[str]:
                  .mean(1) for i in range(0, len(indices), batch_size)]
         return F.normalize(torch.cat(parts).float(), dim=-1)
 
-    train, test = task.split["train"], task.split["test"]
+    train, test = task.split["train"], task.captioning.test_images
     nearest = (embed(test) @ embed(train).T).argmax(1).cpu().numpy()
     return [consensus_caption(task.data.captions_of(int(train[j]))) for j in nearest]
 
@@ -100,7 +100,7 @@ def attention_figures(task, model, image_indices: np.ndarray, photos: list[np.nd
 
 def write_report(task, model, run_dir: Path, log) -> dict[str, Any]:
     """Score the test split; write metrics.json/.md, captions_test.json, gallery.png and attention_*.png."""
-    data, test = task.data, task.split["test"]
+    data, test = task.data, task.captioning.test_images
     names = [str(data.names[i]) for i in test]
     refs = {n: data.captions_of(int(i)) for n, i in zip(names, test, strict=True)}
     greedy = task.captions_for(model, test, "greedy")

@@ -147,7 +147,8 @@ class CaptioningTask(CaptionerTask):
         model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, tokenizer.bos_id, tokenizer.eos_id,
                                           m.blind, tokenizer.banned_ids, m.reduce_factor,
                                           0 if m.blind else m.grounding_words))
-        captioning = CaptionData(data, tokenizer, m.max_caption_len, cfg.eval.val_images)
+        captioning = CaptionData(data, tokenizer, m.max_caption_len, cfg.eval.val_images,
+                                 cfg.eval.test_images)
         super().__init__(cfg, model, captioning, {"model.max_caption_len": m.max_caption_len,
                                                   "eval.max_len": cfg.eval.max_len})
         if vision_state is not None:

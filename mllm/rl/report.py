@@ -20,7 +20,7 @@ from mllm.multimodal.report import METRICS, diagnose, diagnostics_table, gallery
 
 def write_rl_report(task, model, run_dir: Path, log) -> dict[str, Any]:
     """Write metrics.json/.md, captions_test.json and gallery.png (both models) under run_dir."""
-    data, test, beam_size = task.data, task.split["test"], task.cfg.eval.beam_size
+    data, test, beam_size = task.data, task.captioning.test_images, task.cfg.eval.beam_size
     names = [str(data.names[i]) for i in test]
     refs = {n: data.captions_of(int(i)) for n, i in zip(names, test, strict=True)}
     device = next(model.parameters()).device

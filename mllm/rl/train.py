@@ -89,7 +89,8 @@ class SCSTTask(CaptionerTask):
         model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
         load_weights(model, state["model"], state["path"])
         tokenizer = tokenizer_from_state(state["extra"]["tokenizer"])
-        captioning = CaptionData(data, tokenizer, cfg.model.max_caption_len, cfg.eval.val_images)
+        captioning = CaptionData(data, tokenizer, cfg.model.max_caption_len, cfg.eval.val_images,
+                                 cfg.eval.test_images)
         super().__init__(cfg, model, captioning, {"model.max_caption_len": cfg.model.max_caption_len,
                                                   "rl.max_len": cfg.rl.max_len, "eval.max_len": cfg.eval.max_len})
         if model.word_head is not None:  # the grounding head's loss is the supervised run's, not SCST's

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The captioner's options compared on dev only, at a cheap budget: 2,000 steps, dev CIDEr-D every 500, the test
+# split unseen (eval.test=false), from the cpu ViT (runs/vit-cpu). Each variant is runs/mllm-dev-<name>-s<seed>:
+#   ref      the cpu preset as it is: 32x32 images, 4-pixel patches, 16 image tokens
+#   px64     64x64 images, 4-pixel patches (the CIFAR ViT's positions interpolated): 256 patches, 64 image tokens
+#   px64r4   as px64, 4x4 patches per image token: 16 image tokens
+#   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
+#   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
+# VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
+# every run. A finished run is kept, a stopped one resumed. Then runs/mllm-dev.md: dev CIDEr-D, mean +- std.
+set -euo pipefail; source "$(dirname "$0")/_env.sh"
+VARIANTS="${VARIANTS:-ref px64 px64r4 px64p8 ground}"
+SEEDS="${SEEDS:-0}"
+declare -A OPTIONS=(
+  [ref]=""
+  [px64]="model.image_size=64 model.text.context=96"
+  [px64r4]="model.image_size=64 model.reduce_factor=4"
+  [px64p8]="model.image_size=64 model.vision.patch_size=8"
+  [ground]="model.grounding_words=1000"
+)
+for name in $VARIANTS; do
+  [ -n "${OPTIONS[$name]+set}" ] || { echo "unknown variant $name; choose from ${!OPTIONS[*]}" >&2; exit 2; }
+  for seed in $SEEDS; do
+    run="runs/mllm-dev-$name-s$seed"
+    if [ -f "$run/summary.json" ]; then echo "$run: finished, kept"; continue; fi
+    resume=(); [ -f "$run/last.pt" ] && resume=(--resume)
+    # shellcheck disable=SC2086  # the options are words
+    $PY main.py train-mllm --preset "$PRESET" --run-dir "$run" "${resume[@]}" train.seed="$seed" \
+      train.max_steps=2000 train.eval_interval=500 eval.test=false ${OPTIONS[$name]} "$@"
+  done
+done
+finished=(); for run in runs/mllm-dev-*-s*; do [ -f "$run/summary.json" ] && finished+=("$run"); done
+$PY scripts/seed_table.py "${finished[@]}" --out runs/mllm-dev.md
