@@ -60,7 +60,7 @@ def train_caption_texts(data: Flickr8k) -> list[str]:
 class CaptionData:
     """Flickr8k for a captioner with `tokenizer`: ids of every caption, dev references, batches, a feature cache.
 
-    split: image indices per split; train_caps / dev_caps: caption indices of the train and dev images;
+    split: image indices per split; train_caps / val_caps: caption indices of the train images and the val images;
     captions: ids [M, max_caption_len + 1] (`encode_captions`); images: uint8 [N, S, S, 3]; val_images: the
     first `val_images` dev images, scored by `dev_cider` against their PTB-tokenised references; test_images: the
     first `test_images` test images, those the test report scores (the whole split unless a preset asks fewer).
@@ -71,7 +71,6 @@ class CaptionData:
         self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
         caption_split = data.split[data.caption_image]
         self.train_caps = np.flatnonzero(caption_split == 0)
-        self.dev_caps = np.flatnonzero(caption_split == 1)
         self.captions = encode_captions([str(c) for c in data.captions], tokenizer, max_caption_len)
         self.images = torch.from_numpy(data.images)
         order = np.argsort(data.caption_image, kind="stable")  # caption indices grouped by image
@@ -80,6 +79,7 @@ class CaptionData:
         # dev is scored as the test split is: the same tokenizer (`ptb_tokenize`, Java's PTB tokenizer where java
         # is found) and CIDEr-D with document frequencies from the references of the images scored
         self.val_images = self.split["dev"][:val_images]
+        self.val_caps = np.flatnonzero(np.isin(data.caption_image, self.val_images))  # dev_loss's captions
         self.test_images = self.split["test"][:test_images]
         refs = ptb_tokenize({int(i): data.captions_of(int(i)) for i in self.val_images})
         self.val_refs = [[c.split() for c in refs[int(i)]] for i in self.val_images]
@@ -168,10 +168,11 @@ class CaptionData:
 
     @torch.no_grad()
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
-        """Cross-entropy per caption token over every dev caption."""
+        """Cross-entropy per caption token over every caption of the val images (eval.val_images: 1,000, the whole
+        dev split, but for the tiny preset)."""
         device, total, count = next(model.parameters()).device, 0.0, 0
-        for i in range(0, len(self.dev_caps), batch_size):
-            idx = torch.from_numpy(self.dev_caps[i : i + batch_size])
+        for i in range(0, len(self.val_caps), batch_size):
+            idx = torch.from_numpy(self.val_caps[i : i + batch_size])
             inputs, targets = caption_targets(self.captions[idx].to(device), self.tokenizer.eos_id)
             images = self.images[torch.from_numpy(self.data.caption_image[idx.numpy()]).long()].to(device)
             logits, _ = model(inputs, images=images)
