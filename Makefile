@@ -8,7 +8,8 @@ TORCH_SPEC ?= torch
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-JOBS ?= auto             # parallel pytest workers (pytest-xdist); 1 runs the tests in one process
+# JOBS: parallel pytest workers (pytest-xdist), auto = one per core; JOBS=1 runs the tests in one process
+JOBS ?= auto
 PRESET ?= cpu
 
 .PHONY: setup demo test lint clean browser
