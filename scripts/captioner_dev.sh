@@ -30,4 +30,4 @@ for name in $VARIANTS; do
   done
 done
 finished=(); for run in runs/mllm-dev-*-s*; do [ -f "$run/summary.json" ] && finished+=("$run"); done
-$PY scripts/seed_table.py "${finished[@]}" --out runs/mllm-dev.md
+$PY scripts/seed_table.py --dev "${finished[@]}" --out runs/mllm-dev.md

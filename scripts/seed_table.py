@@ -1,12 +1,15 @@
 """Mean and standard deviation across seeds of finished runs' dev and test metrics, as a Markdown table.
 
     python scripts/seed_table.py runs/rl-cpu-mean-s0 runs/rl-cpu-mean-s1 ... --out runs/rl-cpu-seeds.md
+    python scripts/seed_table.py --dev runs/mllm-dev-ref-s0 ...   # runs without a test report: dev only
 
 Reads each run's summary.json. Runs are grouped by their folder name without its seed suffix (`-s0`,
 `-seed1`); within a group every config key but train.seed (and where the data and device were) must agree, and
 no seed may appear twice. Each group gives one line per decoding of its test report (e.g. "SCST, greedy"): the
 best dev CIDEr-D, then the test metrics and diagnostics, each as mean +- standard deviation over the seeds
-(n - 1 in the denominator; a single seed shows its value alone).
+(n - 1 in the denominator; a single seed shows its value alone). With --dev, one line per group from each run's
+metrics.jsonl: the best dev CIDEr-D, the step it came at, the dev loss and distinct dev captions of that evaluation,
+and the training time.
 """
 
 from __future__ import annotations
@@ -83,13 +86,35 @@ def seed_table(runs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dev_table(runs: list[Path]) -> str:
+    """The Markdown table of the dev evaluations of `group_runs(runs)`: each run's best one (by dev CIDEr-D)."""
+    lines = ["| runs | seeds | best dev CIDEr-D | at step | dev loss there | distinct dev captions there | minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for label, members in group_runs(runs).items():
+        best = []
+        for m in members:
+            records = [json.loads(line) for line in (Path(m["run"]) / "metrics.jsonl").read_text().splitlines()]
+            evals = [r for r in records if "val_cider" in r]
+            if not evals:
+                raise ValueError(f"{m['run']}: no dev evaluation (val_cider) in metrics.jsonl")
+            best.append(max(evals, key=lambda r: r["val_cider"]))
+        seeds = ", ".join(str(m.get("config", {}).get("train", {}).get("seed")) for m in members)
+        cells = [mean_std([b["val_cider"] for b in best]), mean_std([b["step"] for b in best]),
+                 mean_std([b.get("val_loss", b.get("val_xe")) for b in best]),
+                 mean_std([b.get("val_distinct") for b in best]),
+                 mean_std([m["wall_time_s"] / 60 if "wall_time_s" in m else None for m in members])]
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders with summary.json")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--dev", action="store_true", help="the dev evaluations (runs without a test report)")
     args = parser.parse_args(argv)
     try:
-        table = seed_table(args.runs)
+        table = dev_table(args.runs) if args.dev else seed_table(args.runs)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -191,6 +191,15 @@ def test_seed_table_means_and_standard_deviations_of_hand_made_runs(tmp_path, ca
     assert tool.main([str(tmp_path / "nowhere")]) == 2
     assert "no summary.json" in capsys.readouterr().err
 
+    for seed, evals in enumerate([[(500, 0.20, 3.1), (1000, 0.22, 3.0)], [(500, 0.25, 3.2), (1000, 0.24, 3.1)]]):
+        run = tmp_path / "dev" / f"mllm-dev-ref-s{seed}"  # dev-only runs: the best evaluation of each
+        _summary(run, seed, max(c for _, c, _ in evals), 0.0)
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "val_cider": c, "val_loss": loss,
+                                                               "val_distinct": 300}) + "\n"
+                                                   for s, c, loss in evals))
+    dev = tool.dev_table(sorted((tmp_path / "dev").iterdir())).splitlines()
+    assert dev[-1] == "| mllm-dev-ref | 0, 1 | 0.235 ± 0.021 | 750.0 ± 353.6 | 3.100 ± 0.141 | 300.0 ± 0.0 | - |"
+
 
 def test_curves_put_the_policy_loss_and_the_cross_entropy_in_separate_panels():
     panels = panels_of(["train_loss", "policy_loss", "xe", "val_xe", "reward_sample", "reward_greedy", "advantage",
