@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-# JOBS: parallel pytest workers (pytest-xdist), auto = one per core; JOBS=1 runs the tests in one process
+# JOBS: parallel pytest workers (pytest-xdist), auto = one per core; JOBS=0 runs the tests in this process (--pdb)
 JOBS ?= auto
 PRESET ?= cpu
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm.io import atomic_write_json
-from mllm.training.config import DERIVED, ConfigError, config_diff, flatten, load_config
+from mllm.training.config import DERIVED, ConfigError, config_diff, flatten, load_config, with_added_keys
 from mllm.training.launch import WHERE_KEYS
 from mllm.training.lineage import changed_inits, init_paths
 from mllm.training.loop import TrainingError
@@ -86,11 +86,10 @@ def _ignored(key: str, saved: Any, fresh: Any, fresh_flat: dict[str, Any]) -> bo
 
 def config_changes(run_dir: Path, stage: Stage, preset: str, overrides: list[str]) -> dict[str, tuple]:
     """Keys whose value in the run folder's config differs from what this command would train."""
-    saved = json.loads((run_dir / "config.json").read_text())
+    saved, _ = with_added_keys(json.loads((run_dir / "config.json").read_text()), stage.config)  # as on resume
     fresh = load_config(stage.config, preset, overrides)
-    flat, held, default = flatten(fresh), flatten(saved), flatten(load_config(stage.config))
-    return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)
-            and not (k not in held and k in default and v[1] == default[k])}  # a key added since, at its default
+    flat = flatten(fresh)
+    return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)}
 
 
 class Progress:

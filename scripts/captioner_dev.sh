@@ -7,7 +7,8 @@
 #   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
-# every run. A finished run is kept, a stopped one resumed. Then runs/mllm-dev.md: dev CIDEr-D, mean +- std.
+# every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
+# runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
 set -euo pipefail; source "$(dirname "$0")/_env.sh"
 VARIANTS="${VARIANTS:-ref px64 px64r4 px64p8 ground}"
 SEEDS="${SEEDS:-0}"
@@ -18,10 +19,12 @@ declare -A OPTIONS=(
   [px64p8]="model.image_size=64 model.vision.patch_size=8"
   [ground]="model.grounding_words=1000"
 )
+runs=()
 for name in $VARIANTS; do
   [ -n "${OPTIONS[$name]+set}" ] || { echo "unknown variant $name; choose from ${!OPTIONS[*]}" >&2; exit 2; }
   for seed in $SEEDS; do
     run="runs/mllm-dev-$name-s$seed"
+    runs+=("$run")
     if [ -f "$run/summary.json" ]; then echo "$run: finished, kept"; continue; fi
     resume=(); [ -f "$run/last.pt" ] && resume=(--resume)
     # shellcheck disable=SC2086  # the options are words
@@ -29,5 +32,4 @@ for name in $VARIANTS; do
       train.max_steps=2000 train.eval_interval=500 eval.test=false ${OPTIONS[$name]} "$@"
   done
 done
-finished=(); for run in runs/mllm-dev-*-s*; do [ -f "$run/summary.json" ] && finished+=("$run"); done
-$PY scripts/seed_table.py --dev "${finished[@]}" --out runs/mllm-dev.md
+$PY scripts/seed_table.py --dev "${runs[@]}" --out runs/mllm-dev.md

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in each process of `pytest -n N` (pytest-xdist)
-if WORKER:  # N workers share the cores: one thread each, for torch here and for the processes a test starts
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
+
+def pytest_configure(config) -> None:
+    if hasattr(config, "workerinput"):  # a worker of `pytest -n N` (pytest-xdist): N workers share the cores, so
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread each, here and in the processes it starts
+            os.environ.setdefault(name, "1")
 
 
 def find_mirror() -> Path | None:
@@ -32,10 +35,10 @@ def mirror() -> Path:
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory) -> Path:
-    """Prepared-data caches for the session; the workers of `pytest -n N` share one folder (caches are written
-    atomically, so two workers preparing the same one at once only repeat work)."""
-    if WORKER:
+def data_root(tmp_path_factory, request) -> Path:
+    """Prepared-data caches for the session; the workers of `pytest -n N` share one folder (a cache is built under a
+    lock by the first worker that needs it, and read by the others)."""
+    if hasattr(request.config, "workerinput"):
         root = tmp_path_factory.getbasetemp().parent / "data"
         root.mkdir(exist_ok=True)
         return root

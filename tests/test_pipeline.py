@@ -105,6 +105,10 @@ def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_pat
     del saved["eval"]["test_images"]  # a run from before the key existed: it did what the key's default does
     (run / "config.json").write_text(json.dumps(saved))
     assert config_changes(run, captioner, "cpu", []) == {}
+    tiny = load_config("mllm", "tiny", stage_overrides(captioner, "tiny", tmp_path)).to_dict()
+    del tiny["eval"]["test_images"]  # an old tiny run scored the whole test split; the tiny preset now scores 50
+    (run / "config.json").write_text(json.dumps(tiny))
+    assert config_changes(run, captioner, "tiny", []) == {"eval.test_images": (1000, 50)}
     saved["train"]["seed"], saved["init"]["vision"] = 1, None  # a seed, and a random ViT: differences
     (run / "config.json").write_text(json.dumps(saved))
     assert set(config_changes(run, captioner, "cpu", [])) == {"train.seed", "init.vision"}

@@ -97,9 +97,11 @@ def test_where_a_run_reads_data_and_computes_may_change_on_resume(run, mirror, t
     assert used["data"]["root"] == str(tmp_path / "elsewhere") and used["train"]["device"] == "auto"
 
 
-def test_a_checkpoint_from_before_a_config_key_existed_is_a_clear_error(run, mirror, capsys):
+def test_a_checkpoint_from_before_a_config_key_existed_resumes_with_its_default(run, mirror, capsys):
     state = torch.load(run / "last.pt", weights_only=False)
-    del state["config"]["sample"]["top_p"]
+    del state["config"]["sample"]["top_p"]  # a key added since the run started: its default is what runs did before
     torch.save(state, run / "last.pt")
-    assert _resume(run, mirror) == 2
-    assert "written by an older version of this project (its config lacks sample.top_p)" in capsys.readouterr().err
+    assert _resume(run, mirror) == 0
+    assert "written before the config keys sample.top_p existed: resuming with their defaults (sample.top_p=" \
+        in capsys.readouterr().out
+    assert json.loads((run / "config.json").read_text())["sample"]["top_p"] == load_config("gpt")["sample"]["top_p"]

@@ -16,7 +16,7 @@ from mllm.language.decoding import logprobs_of, real_token_mask, teacher_inputs
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.rl.reward import CiderReward
 from mllm.rl.scst import baseline_rewards, scst_loss
-from mllm.training.config import load_config
+from mllm.training.config import flatten, load_config
 
 
 def test_one_step_makes_a_sample_above_the_baseline_likelier_and_one_below_less_likely():
@@ -212,6 +212,9 @@ def test_every_supervised_preset_has_an_rl_preset_and_the_others_are_variants_of
     assert set(supervised) <= set(_presets("rl"))
     for extra in set(_presets("rl")) - set(supervised):  # e.g. cpu-greedy: SCST settings on cpu's captioner
         assert extra.rsplit("-", 1)[0] in supervised, extra
+    greedy, mean = (flatten(load_config("rl", p)) for p in ("cpu-greedy", "cpu"))
+    assert {k for k in greedy if greedy[k] != mean[k]} == {"preset", "rl.baseline"}
+    assert greedy["rl.baseline"] == "greedy"
 
 
 @pytest.mark.parametrize("preset", _presets("rl"))

@@ -102,7 +102,7 @@ class CaptionerTask(Task):
                                             e.length_penalty, e.batch_size)
 
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
-        """Cross-entropy per caption token over every dev caption."""
+        """Cross-entropy per caption token over the captions of the val images (`CaptionData.dev_loss`)."""
         return self.captioning.dev_loss(model, batch_size)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:

@@ -98,6 +98,21 @@ def config_diff(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
     return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
+def with_added_keys(saved: dict, name: str | Path) -> tuple[dict, list[str]]:
+    """A run's saved config with every key the config file gained since it was written, at the file's own default
+    (not a preset's: a new key's default keeps what runs did before it existed). Returns (config, keys added)."""
+    base = flatten(load_config(name))
+    added = sorted(k for k in base.keys() - flatten(saved).keys() if k != "preset" and not k.startswith("types."))
+    out = copy.deepcopy(saved)
+    for key in added:
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = base[key]
+    return out, added
+
+
 def _check_type(key: str, old: Any, new: Any, declared: type | None = None) -> Any:
     if new is None:
         return new

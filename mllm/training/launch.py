@@ -12,7 +12,7 @@ import torch.distributed as dist
 from mllm.checkpoint import load_checkpoint
 from mllm.data.download import MIRROR_ENV, default_mirror
 
-from .config import Config, ConfigError, apply_overrides, config_diff, flatten, load_config
+from .config import Config, ConfigError, apply_overrides, config_diff, flatten, load_config, with_added_keys
 from .loop import Task, Trainer
 from .runtime import init_distributed, main_process_first, pick_device, seed_everything
 
@@ -64,11 +64,10 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path]:
 
 def resume_config(saved: dict, args: argparse.Namespace, source: Path, log=print) -> Config:
     """The saved config with the command line's overrides; any that change it are an error unless allowed."""
-    current = load_config(args.config, saved.get("preset"))
-    missing = sorted(set(flatten(current)) - set(flatten(saved)) - {"preset"})
-    if missing:
-        raise ConfigError(f"{source} was written by an older version of this project (its config lacks "
-                          f"{', '.join(missing[:5])}); it cannot be resumed: start a new run with another --run-dir")
+    saved, added = with_added_keys(saved, args.config)
+    if added:
+        log(f"{source} was written before the config keys {', '.join(added)} existed: resuming with their defaults "
+            f"({', '.join(f'{k}={v!r}' for k, v in flatten(saved).items() if k in added)}), what the run did then")
     if args.preset is not None and args.preset != saved.get("preset"):
         raise ConfigError(f"--preset {args.preset} differs from the run's own preset {saved.get('preset')!r} "
                           f"({source}); drop --preset to resume it, or train a new run in another --run-dir")
