@@ -25,11 +25,9 @@ for name in $VARIANTS; do
   for seed in $SEEDS; do
     run="runs/mllm-dev-$name-s$seed"
     runs+=("$run")
-    if [ -f "$run/summary.json" ]; then echo "$run: finished, kept"; continue; fi
-    resume=(); [ -f "$run/last.pt" ] && resume=(--resume)
     # shellcheck disable=SC2086  # the options are words
-    $PY main.py train-mllm --preset "$PRESET" --run-dir "$run" "${resume[@]}" train.seed="$seed" \
-      train.max_steps=2000 train.eval_interval=500 eval.test=false ${OPTIONS[$name]} "$@"
+    train_once train-mllm "$run" train.seed="$seed" train.max_steps=2000 train.eval_interval=500 eval.test=false \
+      ${OPTIONS[$name]} "$@"
   done
 done
 $PY scripts/seed_table.py --dev "${runs[@]}" --out runs/mllm-dev.md

@@ -12,10 +12,7 @@ for baseline in mean greedy; do
   for seed in $SEEDS; do
     run="runs/rl-$PRESET-$baseline-s$seed"
     runs+=("$run")
-    if [ -f "$run/summary.json" ]; then echo "$run: finished, kept"; continue; fi
-    resume=(); [ -f "$run/last.pt" ] && resume=(--resume)
-    $PY main.py train-rl --preset "$PRESET" --run-dir "$run" "${resume[@]}" train.seed="$seed" \
-      rl.baseline="$baseline" "$@"
+    train_once train-rl "$run" train.seed="$seed" rl.baseline="$baseline" "$@"
   done
 done
 $PY scripts/seed_table.py "${runs[@]}" --out "runs/rl-$PRESET-seeds.md"
