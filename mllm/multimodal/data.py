@@ -66,7 +66,7 @@ class CaptionData:
     first `test_images` test images, those the test report scores (the whole split unless a preset asks fewer).
     """
 
-    def __init__(self, data: Flickr8k, tokenizer, max_caption_len: int, val_images: int, test_images: int = 1000):
+    def __init__(self, data: Flickr8k, tokenizer, max_caption_len: int, val_images: int, test_images: int):
         self.data, self.tokenizer = data, tokenizer
         self.split = {s: data.split_indices(s) for s in ("train", "dev", "test")}
         caption_split = data.split[data.caption_image]
