@@ -147,3 +147,49 @@ def test_grounding_loss_against_a_direct_computation():
     assert torch.allclose(words, expected) and torch.equal(logits_caps, model(captions, images=images)[0])
     assert F.binary_cross_entropy_with_logits(words, targets).item() == pytest.approx(
         content_word_loss(words, targets).item())
+
+
+# ---- grounded decoding ------------------------------------------------------------------------------
+def _images(n: int) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(n))
+
+
+def test_grounding_bias_is_the_heads_log_probability_at_each_content_word():
+    model = _captioner(aux_words=3, aux_word_ids=(5, 7, 9))
+    prefix = model.image_tokens(_images(2))
+    bias = model.grounding_bias(prefix, 2.0)
+    assert bias.shape == (2, 30)
+    expected = 2.0 * F.logsigmoid(model.word_logits(prefix))
+    assert torch.allclose(bias[:, [5, 7, 9]], expected)
+    others = [i for i in range(30) if i not in (5, 7, 9)]
+    assert (bias[:, others] == 0).all() and (bias <= 0).all()
+    with pytest.raises(ValueError, match="grounded decoding needs the grounding head"):
+        _captioner().generate(_images(1), max_len=4, grounding=1.0)
+
+
+def test_grounded_decoding_adds_the_bias_to_every_choice():
+    model = _captioner(aux_words=3, aux_word_ids=(5, 7, 9))
+    with torch.no_grad():  # large weights: greedy choices far from ties
+        for p in model.gpt.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.3)
+    images = _images(3)
+    plain = model.generate(images, max_len=6)
+    assert torch.equal(model.generate(images, max_len=6, grounding=0.0), plain)
+    with torch.no_grad():  # the head rules out word 7 for every image: a strong grounding never says it
+        model.word_head.weight.zero_()
+        model.word_head.bias.copy_(torch.tensor([5.0, -30.0, 5.0]))
+    grounded = model.generate(images, max_len=6, grounding=1.0)
+    assert not (grounded == 7).any()
+    beam = model.generate(images, max_len=6, strategy="beam", beam_size=3, grounding=1.0)
+    assert not (beam == 7).any()
+    # by hand: the uncached greedy choice of argmax(logits + bias) at every step
+    prefix, bias = model.image_tokens(images), model.grounding_bias(model.image_tokens(images), 1.0)
+    tokens = torch.zeros(3, 1, dtype=torch.long)
+    for _ in range(grounded.shape[1]):
+        logits, _ = model.gpt(tokens, prefix=prefix)
+        tokens = torch.cat([tokens, (logits[:, -1] + bias).argmax(-1, keepdim=True)], dim=1)
+    ends = tokens[:, 1:] == 1
+    keep = (ends.long().cumsum(1) - ends.long()) == 0
+    assert torch.equal(grounded[keep], tokens[:, 1:][keep])
+    assert torch.equal(model.generate(images, max_len=6, strategy="beam", beam_size=1, grounding=1.0), grounded)

@@ -84,7 +84,8 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
                  "--data-root", str(data_root), "--strategy", "greedy"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
-    assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0}
+    assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0,
+                                                  "grounding": 0.0}
     assert all(len(line.split(": ", 1)[1].split()) <= 8 for line in lines)  # the run's eval.max_len (tiny: 8)
     out = tmp_path / "maps.png"
     assert main(["caption", str(mllm_run), "--flickr", name, "--data-mirror", str(mirror), "--data-root",
@@ -115,6 +116,9 @@ def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, 
                  "--data-root", str(data_root), "init.vision=runs/nowhere"]) == 2
     assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \
         capsys.readouterr().err
+    assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run3"), "--data-mirror", str(mirror),
+                 "--data-root", str(data_root), "eval.grounding=1.0"]) == 2
+    assert "eval.grounding=1.0: grounded decoding needs" in capsys.readouterr().err
 
 
 def test_train_mllm_under_torchrun_matches_one_process(tmp_path, mirror, data_root):
@@ -129,6 +133,7 @@ def test_train_mllm_under_torchrun_matches_one_process(tmp_path, mirror, data_ro
               "train.device=cpu", "train.max_steps=4", "train.eval_interval=4", "eval.val_images=8",
               "model.text.dropout=0.0",  # dropout masks would differ between one process and two
               "model.grounding_words=20",  # the grounding head's loss and targets, sharded with the captions
+              "eval.grounding=1.0",  # dev captions by grounded decoding
               "eval.test=false"]  # the losses are compared, not the test report
     losses = {}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

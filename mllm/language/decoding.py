@@ -112,13 +112,14 @@ def real_token_mask(tokens: Tensor, eos_id: int) -> Tensor:
 def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, temperature: float = 0.0,
            top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
            batch_size: int | None = None, use_cache: bool = True, banned: tuple[int, ...] = (),
-           attention: bool = False) -> tuple[Tensor, ...]:
+           attention: bool = False, bias: Tensor | None = None) -> tuple[Tensor, ...]:
     """Greedy (temperature 0) or sampled decoding of B sequences after `prefix` [B, P, D] and a begin token.
 
     Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
     (softmax of logits / temperature with the `banned` tokens removed, before top-k/top-p filtering;
     temperature 1 for greedy). Rows stop at their end token; decoding stops when every row has.
     With `attention`, also each token's `PrefixAttention`, recorded in the same passes that chose the tokens.
+    `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's logits before choosing.
     """
     b = prefix.shape[0] if prefix is not None else (batch_size or 1)
     device = next(gpt.parameters()).device
@@ -133,6 +134,8 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
     logits, _ = gpt(tokens, prefix=prefix, cache=cache, last_only=True)
     for _ in range(max_len):
         last = _ban(logits[:, -1].float(), banned)
+        if bias is not None:
+            last = last + bias
         nxt = sample(last, temperature, top_k, top_p, generator)
         nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
         scaled = last / (temperature if temperature > 0 else 1.0)
@@ -223,7 +226,7 @@ def logprobs_of(logits: Tensor, tokens: Tensor, eos_id: int, temperature: float 
 
 @torch.no_grad()
 def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int = 3,
-                length_penalty: float = 0.0, banned: tuple[int, ...] = ()) -> Tensor:
+                length_penalty: float = 0.0, banned: tuple[int, ...] = (), bias: Tensor | None = None) -> Tensor:
     """Beam search after `prefix` [B, P, D]: tokens [B, L] of each row's best caption.
 
     Each step the K live beams of a row propose their 2K best continuations. A continuation that ends
@@ -233,7 +236,7 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     its best live beam scores now (exact for length_penalty 0, where a live beam's score only falls; a
     heuristic above 0, where a longer length can still raise it); at max_len the live beams compete too.
     Beam size 1 is greedy. All B * K beams run as one batch through the key/value cache, reordered as
-    beams are chosen.
+    beams are chosen. `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's log-probabilities.
     """
     b, k = prefix.shape[0], beam_size
     device = prefix.device
@@ -250,6 +253,8 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     rows = torch.arange(b, device=device)
     for t in range(max_len):
         logp = _ban(logits[:, -1].float(), banned).log_softmax(-1)
+        if bias is not None:
+            logp = logp + bias.repeat_interleave(k, dim=0)
         vocab = logp.shape[-1]
         top, flat = (scores[..., None] + logp.view(b, k, vocab)).view(b, -1).topk(2 * k, dim=-1)
         parent, token = flat // vocab, flat % vocab

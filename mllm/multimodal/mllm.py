@@ -52,6 +52,7 @@ class CaptionerConfig:
     banned_ids: tuple[int, ...] = ()  # never generated (the word tokenizer's begin and unknown tokens)
     reduce_factor: int = 2  # pixel_shuffle / avgpool: f x f neighbouring patches become one image token
     aux_words: int = 0  # > 0: a head predicting which of this many content words the references name
+    aux_word_ids: tuple[int, ...] = ()  # the caption token id of each content word (grounded decoding)
 
 
 class Captioner(nn.Module):
@@ -112,26 +113,39 @@ class Captioner(nn.Module):
     def generate(self, images: Tensor | None = None, features: Tensor | None = None, max_len: int = 20,
                  strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
                  beam_size: int = 3, length_penalty: float = 0.0, generator: torch.Generator | None = None,
-                 attention: bool = False) -> Tensor | tuple[Tensor, PrefixAttention]:
+                 attention: bool = False, grounding: float = 0.0) -> Tensor | tuple[Tensor, PrefixAttention]:
         """Caption token ids [B, L] (each row up to its end token, then end tokens) by greedy decoding,
         sampling (temperature, top-k) or beam search (beam size, length penalty), with the key/value cache.
 
         With `attention`, also where each token looked in the image (`PrefixAttention`: maps [B, layers, L, P]
         over the P image tokens): recorded in the decoding passes themselves for greedy and sampling, and for
         beam search from one teacher-forced pass over the chosen captions (the same numbers, as the key/value
-        cache is exact).
+        cache is exact). `grounding` > 0 (grounded decoding): every content word's score also gets `grounding`
+        x the log-probability the grounding head gives it for this image (`grounding_bias`).
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         prefix = self.image_tokens(images, features)
+        bias = self.grounding_bias(prefix, grounding) if grounding > 0 else None
         if strategy == "beam":
             ids = beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty,
-                              self.banned)
+                              self.banned, bias)
             return (ids, attention_of(self.gpt, prefix, ids, self.bos_id)) if attention else ids
         t = temperature if strategy == "sample" else 0.0
         out = decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator,
-                     banned=self.banned, attention=attention)
+                     banned=self.banned, attention=attention, bias=bias)
         return (out[0], out[2]) if attention else out[0]
+
+    def grounding_bias(self, image_tokens: Tensor, strength: float) -> Tensor:
+        """image tokens [B, P, D] -> a decoding bias [B, V]: strength x log sigmoid(the grounding head's logit)
+        at each content word's token id (how unlikely it is that the image's references name the word), 0 for
+        every other token."""
+        if self.word_head is None or len(self.cfg.aux_word_ids) != self.cfg.aux_words:
+            raise ValueError("grounded decoding needs the grounding head and its word ids: train with "
+                             "model.grounding_words > 0, or decode with grounding 0")
+        ids = torch.tensor(self.cfg.aux_word_ids, device=image_tokens.device)
+        bias = image_tokens.new_zeros(image_tokens.shape[0], self.gpt.cfg.vocab_size)
+        return bias.index_copy(1, ids, strength * F.logsigmoid(self.word_logits(image_tokens).float()))
 
     @torch.no_grad()
     def sample_captions(self, images: Tensor | None = None, features: Tensor | None = None, n: int = 1,
@@ -150,16 +164,18 @@ class Captioner(nn.Module):
         return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature, self.banned)
 
 
-DECODING_DEFAULTS = {"max_len": 24, "beam_size": 3, "length_penalty": 0.0}
+DECODING_DEFAULTS = {"max_len": 24, "beam_size": 3, "length_penalty": 0.0, "grounding": 0.0}
 
 
 def load_captioner(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Any]:
     """A trained captioner (eval mode) and its caption tokenizer, from a run folder or .pt file.
 
-    `model.decoding` holds the run's own decoding settings (eval.max_len, beam_size, length_penalty)."""
+    `model.decoding` holds the run's own decoding settings (eval.max_len, beam_size, length_penalty, grounding)."""
     state = load_checkpoint(path, "captioner", device)
     model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
     load_weights(model, state["model"], state["path"])
     saved = state.get("config", {}).get("eval", {})
     model.decoding = {k: saved.get(k, v) for k, v in DECODING_DEFAULTS.items()}
+    if model.word_head is None:  # no grounding head (e.g. the blind baseline): nothing to ground decoding in
+        model.decoding["grounding"] = 0.0
     return model.to(device).eval(), tokenizer_from_state(state["extra"]["tokenizer"])

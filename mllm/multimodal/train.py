@@ -99,7 +99,7 @@ class CaptionerTask(Task):
         """Decoded captions (text) for dataset images, with the run's eval settings."""
         e = self.cfg.eval
         return self.captioning.captions_for(model, image_indices, strategy, e.max_len, e.beam_size,
-                                            e.length_penalty, e.batch_size)
+                                            e.length_penalty, e.batch_size, e.grounding if model.cfg.aux_words else 0.0)
 
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
         """Cross-entropy per caption token over the captions of the val images (`CaptionData.dev_loss`)."""
@@ -144,9 +144,17 @@ class CaptioningTask(CaptionerTask):
             _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
             text = {**text_state["extra"]["model_config"], "vocab_size": tokenizer.vocab_size,
                     "dropout": m.text.dropout}
+        grounding = 0 if m.blind else m.grounding_words
+        if cfg.eval.grounding < 0 or (cfg.eval.grounding > 0 and not m.blind and
+                                      not (grounding and m.tokenizer == "word")):
+            raise ConfigError(f"eval.grounding={cfg.eval.grounding}: grounded decoding needs a strength >= 0 and the "
+                              f"grounding head (model.grounding_words > 0, word tokenizer); set eval.grounding=0 "
+                              f"to decode without it (the blind baseline always does: it has no image)")
+        self.content_words, self.word_targets = self._grounding_targets(data, grounding)
+        word_ids = (tuple(tokenizer.stoi.get(w, tokenizer.unk_id) for w in self.content_words)
+                    if grounding and isinstance(tokenizer, WordTokenizer) else ())
         model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, tokenizer.bos_id, tokenizer.eos_id,
-                                          m.blind, tokenizer.banned_ids, m.reduce_factor,
-                                          0 if m.blind else m.grounding_words))
+                                          m.blind, tokenizer.banned_ids, m.reduce_factor, grounding, word_ids))
         captioning = CaptionData(data, tokenizer, m.max_caption_len, cfg.eval.val_images,
                                  cfg.eval.test_images)
         super().__init__(cfg, model, captioning, {"model.max_caption_len": m.max_caption_len,
@@ -158,25 +166,24 @@ class CaptioningTask(CaptionerTask):
         if m.blind:  # a baseline: the language model alone
             self.model.vit.requires_grad_(False)
             self.model.connector.requires_grad_(False)
-        self._grounding_targets()
         t = cfg.train
         self.frozen_steps = 0 if m.blind else int(t.frozen_vision_until * t.max_steps)
         if self.frozen_steps:
             captioning.cache_features(self.model, cfg.augment.feature_views, t.seed, self.augment)
         self.find_unused_parameters = self.frozen_steps > 0  # the ViT sits out the frozen steps
 
-    def _grounding_targets(self) -> None:
-        """The content words of the grounding head and each train image's targets (train references only: dev
-        and test stay unseen)."""
-        words, data = self.cfg.model.grounding_words, self.data
-        if words and not self.cfg.model.blind:
-            train_refs = [[simple_tokenize(c).split() for c in data.captions_of(int(i))] for i in self.split["train"]]
-            self.content_words = content_vocabulary([t for refs in train_refs for t in refs], words)
-            self.word_targets = torch.zeros(len(data.images), len(self.content_words))
-            self.word_targets[torch.from_numpy(self.split["train"]).long()] = word_targets(train_refs,
-                                                                                          self.content_words)
-        else:
-            self.content_words, self.word_targets = [], None
+    @staticmethod
+    def _grounding_targets(data: Flickr8k, words: int) -> tuple[list[str], Tensor | None]:
+        """The grounding head's `words` content words and each image's targets [N, words] (rows of the train
+        images only: dev and test references stay unseen); ([], None) without the head."""
+        if not words:
+            return [], None
+        train = data.split_indices("train")
+        train_refs = [[simple_tokenize(c).split() for c in data.captions_of(int(i))] for i in train]
+        content_words = content_vocabulary([t for refs in train_refs for t in refs], words)
+        targets = torch.zeros(len(data.images), len(content_words))
+        targets[torch.from_numpy(train).long()] = word_targets(train_refs, content_words)
+        return content_words, targets
 
     def _init_vision(self, state: dict) -> None:
         vit = ViT(ViTConfig(**state["extra"]["model_config"]))
