@@ -5,19 +5,23 @@
 #   px64     64x64 images, 4-pixel patches (the CIFAR ViT's positions interpolated): 256 patches, 64 image tokens
 #   px64r4   as px64, 4x4 patches per image token: 16 image tokens
 #   px64r4f  as px64r4 with the ViT frozen throughout (cached features only: every step is a cheap one)
+#   px64r4fg as px64r4f with the grounding head over the 1,000 most frequent content words
+#   px64r4fgb as px64r4fg with captions batched by length (train.length_pool=50: less padding)
 #   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
 set -euo pipefail; source "$(dirname "$0")/_env.sh"
-VARIANTS="${VARIANTS:-ref px64 px64r4 px64r4f px64p8 ground}"
+VARIANTS="${VARIANTS:-ref px64 px64r4 px64r4f px64r4fg px64r4fgb px64p8 ground}"
 SEEDS="${SEEDS:-0}"
 declare -A OPTIONS=(
   [ref]=""
   [px64]="model.image_size=64 model.text.context=96"
   [px64r4]="model.image_size=64 model.reduce_factor=4"
   [px64r4f]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0"
+  [px64r4fg]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0 model.grounding_words=1000"
+  [px64r4fgb]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0 model.grounding_words=1000 train.length_pool=50"
   [px64p8]="model.image_size=64 model.vision.patch_size=8"
   [ground]="model.grounding_words=1000"
 )

@@ -206,3 +206,21 @@ def test_ddp_with_two_processes_matches_one_process(tmp_path, mirror, accum):
     assert sorted(ddp) == list(range(1, 9))
     for s in single:
         assert ddp[s] == pytest.approx(single[s], abs=1e-5)
+
+
+def test_length_buckets_use_every_item_once_per_epoch_with_less_padding():
+    from mllm.training.runtime import bucketed_indices, epoch_indices
+
+    lengths = torch.randint(3, 25, (1000,), generator=torch.Generator().manual_seed(0))
+    per_epoch = 1000 // 32  # 31 batches; the last 8 items of each epoch's permutation sit it out, as before
+    for k in range(3 * per_epoch):
+        assert torch.equal(bucketed_indices(lengths, 32, k, seed=5, pool=1), epoch_indices(1000, 32, k, 5))
+    for epoch in range(2):
+        ks = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        buckets = [bucketed_indices(lengths, 32, k, seed=5, pool=8) for k in ks]
+        plain = [epoch_indices(1000, 32, k, 5) for k in ks]
+        assert torch.equal(torch.cat(buckets).sort().values, torch.cat(plain).sort().values)  # the same items
+        padded = sum(int(lengths[b].max()) * len(b) for b in buckets)
+        assert padded < 0.8 * sum(int(lengths[b].max()) * len(b) for b in plain)
+    assert torch.equal(bucketed_indices(lengths, 32, 7, 5, 8), bucketed_indices(lengths, 32, 7, 5, 8))
+    assert not torch.equal(bucketed_indices(lengths, 32, 7, 5, 8), bucketed_indices(lengths, 32, 7, 6, 8))

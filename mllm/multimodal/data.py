@@ -18,7 +18,7 @@ from mllm.evaluation.cider import CiderD
 from mllm.evaluation.diagnostics import caption_diagnostics
 from mllm.evaluation.tokenize import ptb_tokenize
 from mllm.language.decoding import real_token_mask
-from mllm.training.runtime import epoch_indices
+from mllm.training.runtime import bucketed_indices, epoch_indices
 
 from .mllm import Captioner, caption_token_loss
 
@@ -85,6 +85,7 @@ class CaptionData:
         self.val_refs = [[c.split() for c in refs[int(i)]] for i in self.val_images]
         self.cider = CiderD(self.val_refs)
         self.features: Tensor | None = None
+        self._train_lengths: Tensor | None = None  # tokens of each training caption (BOS included), for buckets
         self.feature_row: Tensor | None = None
 
     # ---- the feature cache -------------------------------------------------------------------
@@ -123,10 +124,14 @@ class CaptionData:
         return self.features[view, rows].float()
 
     # ---- batches -----------------------------------------------------------------------------
-    def caption_batch(self, k: int, batch_size: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
-        """The k-th batch of training captions (a fresh permutation each epoch): inputs [B, T], targets [B, T]
-        (`caption_targets`, cut to the longest caption) and each caption's image index [B]."""
-        idx = torch.from_numpy(self.train_caps)[epoch_indices(len(self.train_caps), batch_size, k, seed)]
+    def caption_batch(self, k: int, batch_size: int, seed: int, pool: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+        """The k-th batch of training captions (a fresh permutation each epoch; with pool > 1, captions of similar
+        length, `bucketed_indices`): inputs [B, T], targets [B, T] (`caption_targets`, cut to the longest caption)
+        and each caption's image index [B]."""
+        if self._train_lengths is None:
+            self._train_lengths = (self.captions[torch.from_numpy(self.train_caps)] != self.tokenizer.eos_id).sum(1)
+        rows = bucketed_indices(self._train_lengths, batch_size, k, seed, pool)
+        idx = torch.from_numpy(self.train_caps)[rows]
         tokens = self.captions[idx]
         length = int((tokens != self.tokenizer.eos_id)[:, 1:].sum(1).max()) + 2  # BOS .. EOS of the longest
         inputs, targets = caption_targets(tokens[:, :length], self.tokenizer.eos_id)

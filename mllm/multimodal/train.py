@@ -208,7 +208,7 @@ class CaptioningTask(CaptionerTask):
         the grounding head, the content-word targets [B, W] of each caption's image."""
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
-        inputs, targets, image_idx = self.captioning.caption_batch(k, t.batch_size, t.seed)
+        inputs, targets, image_idx = self.captioning.caption_batch(k, t.batch_size, t.seed, t.length_pool)
         g = step_generator(t.seed, step, micro)
         if step <= self.frozen_steps and self.features is not None:  # a cached view of each image
             view = torch.randint(0, self.features.shape[0], (len(image_idx),), generator=g)

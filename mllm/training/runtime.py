@@ -121,6 +121,24 @@ def epoch_indices(n: int, batch_size: int, k: int, seed: int) -> Tensor:
     return perm[within * batch_size : (within + 1) * batch_size]
 
 
+def bucketed_indices(lengths: Tensor, batch_size: int, k: int, seed: int, pool: int) -> Tensor:
+    """Indices of the k-th batch (0-based) of batches of similar length: each epoch is the permutation of
+    `epoch_indices`, cut into pools of `pool` batches; a pool is sorted by `lengths` [N] (stable) and cut into
+    batches, taken in a random order. Every item is used once per epoch as before, but a batch padded to its
+    longest item wastes less. pool 1 is `epoch_indices` itself."""
+    n = len(lengths)
+    per_epoch = n // batch_size
+    epoch, within = divmod(k, per_epoch)
+    if pool <= 1:
+        return epoch_indices(n, batch_size, k, seed)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))[: per_epoch * batch_size]
+    p, j = divmod(within, pool)
+    chunk = perm[p * pool * batch_size : (p + 1) * pool * batch_size]
+    batches = chunk[lengths[chunk].argsort(stable=True)].view(-1, batch_size)
+    order = torch.randperm(len(batches), generator=torch.Generator().manual_seed((seed * 7919 + epoch) * 1009 + p))
+    return batches[order[j]]
+
+
 def machine_info(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
