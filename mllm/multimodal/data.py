@@ -6,6 +6,7 @@ the decoding and dev metrics that depend on them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -99,6 +100,7 @@ class CaptionData:
         if views > 1 and augment is None:
             raise ValueError(f"{views} feature views need an augment function: view 0 is the only plain one")
         model.vit.eval()
+        start = time.perf_counter()
         train = torch.from_numpy(self.split["train"]).long()
         self.feature_row = torch.full((len(self.images),), -1, dtype=torch.long)
         self.feature_row[train] = torch.arange(len(train))
@@ -110,7 +112,8 @@ class CaptionData:
                 images = self.images[train[i : i + batch_size]]
                 out[v, i : i + batch_size] = model.patch_features(images if v == 0 else augment(images, g))
         print(f"feature cache: {views} views x {len(train)} train images x {out.shape[2]} patches x {out.shape[3]} "
-              f"(float16): {out.numel() * out.element_size() / 2**20:.0f} MiB", flush=True)
+              f"(float16): {out.numel() * out.element_size() / 2**20:.0f} MiB in {time.perf_counter() - start:.0f} s",
+              flush=True)
         self.features = out
         return out
 
