@@ -17,22 +17,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mllm.checkpoint import load_checkpoint
 from mllm.data import prepare_flickr8k
 from mllm.evaluation.metrics import caption_metrics
 from mllm.multimodal.data import CaptionData
-from mllm.multimodal.mllm import load_captioner
+from mllm.multimodal.mllm import Captioner, load_captioner
 from mllm.multimodal.report import diagnose
 from mllm.multimodal.train import CaptioningTask
 
 
 @torch.no_grad()
-def decode_all(captioning: CaptionData, model, images: np.ndarray, beam: int, penalty: float, grounding: float,
-           batch_size: int = 250) -> list[str]:
+def decode_all(captioning: CaptionData, model: Captioner, images: np.ndarray, beam: int, penalty: float,
+               grounding: float, batch_size: int = 250) -> list[str]:
+    """Captions (text) of dataset images [N] by greedy decoding (beam 1) or beam search, at the run's max_len."""
     out = []
     for i in range(0, len(images), batch_size):
         pixels = captioning.images[torch.from_numpy(images[i : i + batch_size]).long()]
         ids = model.generate(pixels, max_len=model.decoding["max_len"], strategy="greedy" if beam == 1 else "beam",
-                         beam_size=beam, length_penalty=penalty, grounding=grounding)
+                             beam_size=beam, length_penalty=penalty, grounding=grounding)
         out += [captioning.tokenizer.decode(row) for row in ids]
     return out
 
@@ -53,7 +55,8 @@ def main() -> None:
     model, tokenizer = load_captioner(args.run)
     size = model.vit.cfg.image_size
     data = prepare_flickr8k(args.data_root, Path(args.mirror) if args.mirror else None, image_size=size)
-    captioning = CaptionData(data, tokenizer, model.decoding["max_len"], args.images, 0)
+    max_caption_len = load_checkpoint(args.run, "captioner")["config"]["model"]["max_caption_len"]
+    captioning = CaptionData(data, tokenizer, max_caption_len, args.images, 0)
     images = captioning.val_images
     names = [str(data.names[i]) for i in images]
     refs = {n: data.captions_of(int(i)) for n, i in zip(names, images, strict=True)}

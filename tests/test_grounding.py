@@ -165,6 +165,14 @@ def test_grounding_bias_is_the_heads_log_probability_at_each_content_word():
     assert (bias[:, others] == 0).all() and (bias <= 0).all()
     with pytest.raises(ValueError, match="grounded decoding needs the grounding head"):
         _captioner().generate(_images(1), max_len=4, grounding=1.0)
+    with pytest.raises(ValueError, match="no word ids"):
+        _captioner(aux_words=3).generate(_images(1), max_len=4, grounding=1.0)
+    with pytest.raises(ValueError, match="grounding must be >= 0"):
+        model.generate(_images(1), max_len=4, grounding=-1.0)
+    with pytest.raises(ValueError, match="sampling takes none"):
+        model.generate(_images(1), max_len=4, strategy="sample", grounding=1.0)
+    unk = _captioner(aux_words=3, aux_word_ids=(5, 2, 2), banned_ids=(0, 2))  # two words unknown to the vocabulary
+    assert (unk.grounding_bias(prefix, 1.0)[:, 2] == 0).all()
 
 
 def test_grounded_decoding_adds_the_bias_to_every_choice():

@@ -117,7 +117,7 @@ def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, 
     assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \
         capsys.readouterr().err
     assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run3"), "--data-mirror", str(mirror),
-                 "--data-root", str(data_root), "eval.grounding=1.0"]) == 2
+                 "--data-root", str(data_root), "eval.grounding=1.0", "model.grounding_words=0"]) == 2
     assert "eval.grounding=1.0: grounded decoding needs" in capsys.readouterr().err
 
 
@@ -134,6 +134,7 @@ def test_train_mllm_under_torchrun_matches_one_process(tmp_path, mirror, data_ro
               "model.text.dropout=0.0",  # dropout masks would differ between one process and two
               "model.grounding_words=20",  # the grounding head's loss and targets, sharded with the captions
               "eval.grounding=1.0",  # dev captions by grounded decoding
+              "train.length_pool=2",  # batches of similar length, sharded like any other
               "eval.test=false"]  # the losses are compared, not the test report
     losses = {}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -119,8 +119,11 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
     (softmax of logits / temperature with the `banned` tokens removed, before top-k/top-p filtering;
     temperature 1 for greedy). Rows stop at their end token; decoding stops when every row has.
     With `attention`, also each token's `PrefixAttention`, recorded in the same passes that chose the tokens.
-    `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's logits before choosing.
+    `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's logits before the greedy choice
+    (greedy only: sampled log-probabilities must stay those of the model, as `token_logprobs` computes them).
     """
+    if bias is not None and temperature > 0:
+        raise ValueError("a decoding bias is for greedy decoding (temperature 0); sampling takes none")
     b = prefix.shape[0] if prefix is not None else (batch_size or 1)
     device = next(gpt.parameters()).device
     _check_room(gpt, 0 if prefix is None else prefix.shape[1], max_len)
@@ -251,10 +254,11 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     best_tokens = torch.full((b, max_len), eos_id, dtype=torch.long, device=device)
     done = torch.zeros(b, dtype=torch.bool, device=device)
     rows = torch.arange(b, device=device)
+    beam_bias = None if bias is None else bias.float().repeat_interleave(k, dim=0)  # [B * K, V]
     for t in range(max_len):
         logp = _ban(logits[:, -1].float(), banned).log_softmax(-1)
-        if bias is not None:
-            logp = logp + bias.repeat_interleave(k, dim=0)
+        if beam_bias is not None:
+            logp = logp + beam_bias
         vocab = logp.shape[-1]
         top, flat = (scores[..., None] + logp.view(b, k, vocab)).view(b, -1).topk(2 * k, dim=-1)
         parent, token = flat // vocab, flat % vocab

@@ -125,6 +125,8 @@ class Captioner(nn.Module):
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if grounding < 0:
+            raise ValueError(f"grounding must be >= 0 (0: off), got {grounding}")
         prefix = self.image_tokens(images, features)
         bias = self.grounding_bias(prefix, grounding) if grounding > 0 else None
         if strategy == "beam":
@@ -140,12 +142,17 @@ class Captioner(nn.Module):
         """image tokens [B, P, D] -> a decoding bias [B, V]: strength x log sigmoid(the grounding head's logit)
         at each content word's token id (how unlikely it is that the image's references name the word), 0 for
         every other token."""
-        if self.word_head is None or len(self.cfg.aux_word_ids) != self.cfg.aux_words:
-            raise ValueError("grounded decoding needs the grounding head and its word ids: train with "
-                             "model.grounding_words > 0, or decode with grounding 0")
+        if self.word_head is None:
+            raise ValueError("grounded decoding needs the grounding head: train with model.grounding_words > 0, "
+                             "or decode with grounding 0")
+        if len(self.cfg.aux_word_ids) != self.cfg.aux_words:
+            raise ValueError("this captioner's grounding head has no word ids (a run from before grounded "
+                             "decoding): retrain it, or decode with grounding 0")
         ids = torch.tensor(self.cfg.aux_word_ids, device=image_tokens.device)
-        bias = image_tokens.new_zeros(image_tokens.shape[0], self.gpt.cfg.vocab_size)
-        return bias.index_copy(1, ids, strength * F.logsigmoid(self.word_logits(image_tokens).float()))
+        keep = ~torch.isin(ids, torch.tensor(self.banned, dtype=torch.long, device=ids.device))  # <unk>: never said
+        values = strength * F.logsigmoid(self.word_logits(image_tokens).float())
+        bias = torch.zeros(image_tokens.shape[0], self.gpt.cfg.vocab_size, device=image_tokens.device)
+        return bias.index_copy(1, ids[keep], values[:, keep])
 
     @torch.no_grad()
     def sample_captions(self, images: Tensor | None = None, features: Tensor | None = None, n: int = 1,

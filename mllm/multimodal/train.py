@@ -62,6 +62,7 @@ class CaptionerTask(Task):
     def __init__(self, cfg: Config, model: Captioner, captioning: CaptionData, lengths: dict[str, int]):
         self.cfg, self.model, self.captioning = cfg, model, captioning
         self._check_context(lengths)
+        self._check_grounding()
         self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
 
     # the data object's parts, under the names the tasks and their reports use
@@ -84,6 +85,15 @@ class CaptionerTask(Task):
             raise ConfigError(f"{self.model.num_image_tokens} image tokens + a begin token + {longest} caption tokens "
                               f"({key}) exceed model.text.context {self.model.gpt.cfg.context}; raise the context or "
                               f"lower {' / '.join(lengths)}")
+
+    def _check_grounding(self) -> None:
+        """eval.grounding > 0 needs a grounding head with its word ids (the blind baseline decodes without)."""
+        strength, m = self.cfg.eval.grounding, self.model
+        ready = m.word_head is not None and len(m.cfg.aux_word_ids) == m.cfg.aux_words
+        if strength < 0 or (strength > 0 and not m.cfg.blind and not ready):
+            raise ConfigError(f"eval.grounding={strength}: grounded decoding needs a strength >= 0 and the grounding "
+                              f"head with its word ids (model.grounding_words > 0, word tokenizer); set "
+                              f"eval.grounding=0 to decode without it (the blind baseline always does: no image)")
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The ViT at train.vision_lr_scale, the connector (and grounding head), the GPT at train.text_lr_scale
@@ -145,11 +155,9 @@ class CaptioningTask(CaptionerTask):
             text = {**text_state["extra"]["model_config"], "vocab_size": tokenizer.vocab_size,
                     "dropout": m.text.dropout}
         grounding = 0 if m.blind else m.grounding_words
-        if cfg.eval.grounding < 0 or (cfg.eval.grounding > 0 and not m.blind and
-                                      not (grounding and m.tokenizer == "word")):
-            raise ConfigError(f"eval.grounding={cfg.eval.grounding}: grounded decoding needs a strength >= 0 and the "
-                              f"grounding head (model.grounding_words > 0, word tokenizer); set eval.grounding=0 "
-                              f"to decode without it (the blind baseline always does: it has no image)")
+        if cfg.train.length_pool < 1:
+            raise ConfigError(f"train.length_pool={cfg.train.length_pool}: give a whole number >= 1 (1: plain random "
+                              f"batches; 50: captions of 50 batches sorted by length, then cut)")
         self.content_words, self.word_targets = self._grounding_targets(data, grounding)
         word_ids = (tuple(tokenizer.stoi.get(w, tokenizer.unk_id) for w in self.content_words)
                     if grounding and isinstance(tokenizer, WordTokenizer) else ())
