@@ -159,6 +159,7 @@ class CaptioningTask(CaptionerTask):
             raise ConfigError(f"train.length_pool={cfg.train.length_pool}: give a whole number >= 1 (1: plain random "
                               f"batches; 50: captions of 50 batches sorted by length, then cut)")
         self.content_words, self.word_targets = self._grounding_targets(data, grounding)
+        grounding = len(self.content_words)  # at most model.grounding_words: fewer if the captions have fewer
         word_ids = (tuple(tokenizer.stoi.get(w, tokenizer.unk_id) for w in self.content_words)
                     if grounding and isinstance(tokenizer, WordTokenizer) else ())
         model = Captioner(CaptionerConfig(vision, text, m.connector, m.reduce, tokenizer.bos_id, tokenizer.eos_id,
@@ -251,4 +252,6 @@ class CaptioningTask(CaptionerTask):
         return write_report(self, model, run_dir, log)
 
     def curve_marks(self) -> dict[int, str]:
-        return {self.frozen_steps: "ViT frozen (cached features) before, all parts after"} if self.frozen_steps else {}
+        if not self.frozen_steps or self.frozen_steps >= self.cfg.train.max_steps:  # no switch to mark
+            return {}
+        return {self.frozen_steps: "ViT frozen (cached features) before, all parts after"}
