@@ -57,11 +57,13 @@ def test_training_batches_frozen_then_full(mirror, data_root):
     assert task.features.shape[1] == len(task.split["train"])  # rows for train images only
     with pytest.raises(ValueError, match="not train images"):
         task.features_of(torch.from_numpy(task.split["dev"][:2]).long())
-    features, captions, targets = task.batch(1, 0)
+    batch = task.batch(1, 0)
+    assert len(batch) == 4 and batch[3].shape == (cfg.train.batch_size, cfg.model.grounding_words)  # word targets
+    features, captions, targets = batch[:3]
     assert features.dtype == torch.float32 and features.shape[:2] == (cfg.train.batch_size, task.model.vit.grid**2)
-    images, captions4, targets4 = task.batch(4, 0)
+    images, captions4, targets4 = task.batch(4, 0)[:3]
     assert images.dtype == torch.uint8 and images.shape == (cfg.train.batch_size, 32, 32, 3)
-    for a, b in zip(task.batch(4, 0), (images, captions4, targets4), strict=True):
+    for a, b in zip(task.batch(4, 0)[:3], (images, captions4, targets4), strict=True):
         assert torch.equal(a, b)
     tok = task.tokenizer
     assert (captions[:, 0] == tok.bos_id).all()
@@ -85,7 +87,7 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
     assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0,
-                                                  "grounding": 0.0}
+                                                  "grounding": 1.0}  # the tiny preset decodes grounded
     assert all(len(line.split(": ", 1)[1].split()) <= 8 for line in lines)  # the run's eval.max_len (tiny: 8)
     out = tmp_path / "maps.png"
     assert main(["caption", str(mllm_run), "--flickr", name, "--data-mirror", str(mirror), "--data-root",
