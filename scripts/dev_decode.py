@@ -21,22 +21,9 @@ from mllm.checkpoint import load_checkpoint
 from mllm.data import prepare_flickr8k
 from mllm.evaluation.metrics import caption_metrics
 from mllm.multimodal.data import CaptionData
-from mllm.multimodal.mllm import Captioner, load_captioner
+from mllm.multimodal.mllm import load_captioner
 from mllm.multimodal.report import diagnose
 from mllm.multimodal.train import CaptioningTask
-
-
-@torch.no_grad()
-def decode_all(captioning: CaptionData, model: Captioner, images: np.ndarray, beam: int, penalty: float,
-               grounding: float, batch_size: int = 250) -> list[str]:
-    """Captions (text) of dataset images [N] by greedy decoding (beam 1) or beam search, at the run's max_len."""
-    out = []
-    for i in range(0, len(images), batch_size):
-        pixels = captioning.images[torch.from_numpy(images[i : i + batch_size]).long()]
-        ids = model.generate(pixels, max_len=model.decoding["max_len"], strategy="greedy" if beam == 1 else "beam",
-                             beam_size=beam, length_penalty=penalty, grounding=grounding)
-        out += [captioning.tokenizer.decode(row) for row in ids]
-    return out
 
 
 def main() -> None:
@@ -69,7 +56,8 @@ def main() -> None:
                 for g in args.grounding]
     for beam, penalty, grounding in settings:
         start = time.time()
-        captions = decode_all(captioning, model, images, beam, penalty, grounding)
+        captions = captioning.captions_for(model, images, "greedy" if beam == 1 else "beam",
+                                           model.decoding["max_len"], beam, penalty, grounding=grounding)
         row = caption_metrics(dict(zip(names, captions, strict=True)), refs, meteor=False)
         row.update(diagnose(captions, [refs[n] for n in names], train_captions))
         row["mean_words"] = float(np.mean([len(c.split()) for c in captions]))
