@@ -62,6 +62,7 @@ def main() -> None:
         row.update(diagnose(captions, [refs[n] for n in names], train_captions))
         row["mean_words"] = float(np.mean([len(c.split()) for c in captions]))
         row["seconds"] = time.time() - start
+        row.update(beam=beam, length_penalty=penalty, grounding=grounding)
         name = ("greedy" if beam == 1 else f"beam {beam}, length penalty {penalty:g}") + \
             (f", grounding {grounding:g}" if grounding else "")
         rows[name] = row

@@ -166,6 +166,26 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
     assert greedy_reward() > before + 0.1
 
 
+def test_grounded_policy_baselines_with_the_grounded_greedy_caption(tiny_supervised, mirror, data_root):
+    from mllm.data import prepare_flickr8k
+    from mllm.rl.train import SCSTTask
+
+    path, chosen = tiny_supervised
+    data, rewards = prepare_flickr8k(data_root, mirror, image_size=32), []
+    for grounded, strength in ((True, 3.0), (False, 0.0)):
+        cfg = load_config("rl", "tiny", [f"init.captioner={path}", f"rl.grounded={str(grounded).lower()}",
+                                         "eval.grounding=3.0"])
+        task = SCSTTask(cfg, data)
+        assert task.policy_grounding == strength
+        model, features = task.model.eval(), task.features_of(chosen)
+        out = task.loss(model, (features, chosen, torch.arange(4)))
+        greedy = model.generate(features=features, max_len=cfg.rl.max_len, grounding=strength)
+        want = task.reward([task.tokenizer.decode(r) for r in greedy], chosen.numpy()).mean()
+        assert float(out.metrics["reward_greedy"]) == pytest.approx(float(want), abs=1e-6)
+        rewards.append(float(want))
+    assert rewards[0] != rewards[1]  # the grounded greedy captions differ from the plain ones here
+
+
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):
     path, _ = tiny_supervised
     run = tmp_path / "rl"

@@ -36,9 +36,11 @@ def sampling_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, ba
 
 @torch.no_grad()
 def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eos_id: int, max_len: int,
-                     temperature: float = 1.0, top_k: int = 0, banned: tuple[int, ...] = ()) -> Tensor:
+                     temperature: float = 1.0, top_k: int = 0, banned: tuple[int, ...] = (),
+                     bias: Tensor | None = None) -> Tensor:
     """n captions of each of B images, tokens [B*n, L <= max_len] (image-major), each row up to its end token
-    and end tokens after it. prefix [B, P, D]: the images' tokens; seeds [B]: one per image (`image_uniforms`)."""
+    and end tokens after it. prefix [B, P, D]: the images' tokens; seeds [B]: one per image (`image_uniforms`);
+    bias [B, V] or None: added to each image's logits at every step (grounded decoding's bias)."""
     if prefix.shape[1] + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix.shape[1]}) + begin token + max_len ({max_len}) exceed the language "
                          f"model's context {gpt.cfg.context}; lower rl.max_len or raise model.text.context")
@@ -48,9 +50,10 @@ def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eo
     tokens = torch.full((rows, 1), bos_id, dtype=torch.long, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     cache = gpt.decoder.new_cache()
+    bias = 0.0 if bias is None else bias.float().repeat_interleave(n, dim=0)
     logits, _ = gpt(tokens, prefix=prefix.repeat_interleave(n, dim=0), cache=cache, last_only=True)
     for t in range(max_len):
-        probs = sampling_logits(logits[:, -1], temperature, top_k, banned).softmax(-1).double()
+        probs = sampling_logits(logits[:, -1] + bias, temperature, top_k, banned).softmax(-1).double()
         cdf = probs.cumsum(-1)
         nxt = torch.searchsorted(cdf, u[:, t : t + 1] * cdf[:, -1:]).clamp_max(probs.shape[-1] - 1)
         nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)

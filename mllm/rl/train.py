@@ -100,6 +100,9 @@ class SCSTTask(CaptionerTask):
             captioning.cache_features(model, views=1, seed=cfg.train.seed)
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
         self.frozen_steps = 0
+        # rl.grounded: the policy (samples, greedy baseline, log-probabilities) is the grounded distribution that
+        # dev and test decode with: the logits plus eval.grounding x the grounding head's log-probabilities
+        self.policy_grounding = cfg.eval.grounding if cfg.rl.grounded and model.cfg.aux_words else 0.0
 
     def curve_title(self) -> str:
         return "SCST"
@@ -128,9 +131,11 @@ class SCSTTask(CaptionerTask):
         start = time.perf_counter()
         key = "features" if pixels.dtype != torch.uint8 else "images"
         with torch.no_grad():
-            greedy = model.generate(**{key: pixels}, max_len=r.max_len)
-            samples = sample_per_image(model.gpt, model.image_tokens(**{key: pixels}), seeds, r.samples, model.bos_id,
-                                       model.eos_id, r.max_len, r.temperature, r.top_k, model.banned)
+            prefix = model.image_tokens(**{key: pixels})
+            bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
+            greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
+            samples = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
+                                       r.temperature, r.top_k, model.banned, bias)
         reward_start = time.perf_counter()
         image_ids = images.cpu().numpy()
         texts = [self.tokenizer.decode(row) for part in (samples, greedy) for row in part.cpu()]
@@ -144,6 +149,8 @@ class SCSTTask(CaptionerTask):
         reward_seconds = time.perf_counter() - reward_start
         advantage = policy_r - baseline_rewards(policy_r, greedy_r, r.samples, r.baseline)
         logits, refs = self._forward(net, pixels, key, images, samples)
+        if bias is not None:  # the policy is the grounded distribution that was sampled
+            logits = logits + bias.repeat_interleave(r.samples, dim=0)[:, None]
         logp, mask, entropy = policy_logprobs(logits, samples, model.eos_id, r.temperature, r.top_k, model.banned)
         total, count = scst_loss(logp, mask, advantage, entropy, r.entropy_bonus)
         if refs is not None:
