@@ -27,7 +27,8 @@ def series(rows: dict) -> dict[str, list[tuple[float, int, float]]]:
         if "grounding" not in row:
             raise ValueError(f"row {name!r} has no grounding strength: rerun scripts/dev_decode.py to write one")
         if row.get("length_penalty", 0.0):
-            continue  # one line per beam size: the default length penalty (0)
+            print(f"skipped {name!r}: one line per beam size, at length penalty 0")
+            continue
         key = "greedy" if row["beam"] == 1 else f"beam {row['beam']}"
         out.setdefault(key, []).append((row["grounding"], row["distinct"], row["CIDEr-D"]))
     return {k: sorted(v) for k, v in out.items()}
@@ -46,7 +47,7 @@ def main() -> None:
             ax.plot(distinct, cider, "o-" if decoding == "greedy" else "s--", label=f"{label or path}, {decoding}")
             for g, x, y in points:
                 ax.annotate(f"{g:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
-    ax.set_xlabel("distinct captions among 1,000 dev images")
+    ax.set_xlabel("distinct dev captions")
     ax.set_ylabel("dev CIDEr-D")
     ax.set_title("Variety against CIDEr-D over the grounding strength (numbers at the points)")
     ax.grid(alpha=0.3)

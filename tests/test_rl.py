@@ -16,7 +16,7 @@ from mllm.language.decoding import logprobs_of, real_token_mask, teacher_inputs
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.rl.reward import CiderReward
 from mllm.rl.scst import baseline_rewards, scst_loss
-from mllm.training.config import flatten, load_config
+from mllm.training.config import ConfigError, flatten, load_config
 
 
 def test_one_step_makes_a_sample_above_the_baseline_likelier_and_one_below_less_likely():
@@ -166,24 +166,42 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
     assert greedy_reward() > before + 0.1
 
 
-def test_grounded_policy_baselines_with_the_grounded_greedy_caption(tiny_supervised, mirror, data_root):
+def test_grounded_policy_samples_scores_and_baselines_with_the_grounding_bias(tiny_supervised, mirror, data_root):
+    """rl.grounded: the greedy baseline is the grounded greedy caption, the samples come from softmax((logits +
+    bias) / T) with top-k, and the loss's entropy is of that same distribution."""
     from mllm.data import prepare_flickr8k
+    from mllm.rl.sampling import sample_per_image
+    from mllm.rl.scst import policy_logprobs
     from mllm.rl.train import SCSTTask
 
     path, chosen = tiny_supervised
     data, rewards = prepare_flickr8k(data_root, mirror, image_size=32), []
     for grounded, strength in ((True, 3.0), (False, 0.0)):
         cfg = load_config("rl", "tiny", [f"init.captioner={path}", f"rl.grounded={str(grounded).lower()}",
-                                         "eval.grounding=3.0"])
+                                         "eval.grounding=3.0", "rl.temperature=0.7", "rl.top_k=3"])
         task = SCSTTask(cfg, data)
         assert task.policy_grounding == strength
-        model, features = task.model.eval(), task.features_of(chosen)
-        out = task.loss(model, (features, chosen, torch.arange(4)))
-        greedy = model.generate(features=features, max_len=cfg.rl.max_len, grounding=strength)
-        want = task.reward([task.tokenizer.decode(r) for r in greedy], chosen.numpy()).mean()
+        model, features, seeds, r = task.model.eval(), task.features_of(chosen), torch.arange(4), cfg.rl
+        out = task.loss(model, (features, chosen, seeds))
+        greedy = model.generate(features=features, max_len=r.max_len, grounding=strength)
+        want = task.reward([task.tokenizer.decode(g) for g in greedy], chosen.numpy()).mean()
         assert float(out.metrics["reward_greedy"]) == pytest.approx(float(want), abs=1e-6)
         rewards.append(float(want))
+        with torch.no_grad():
+            prefix = model.image_tokens(features=features)
+            bias = model.grounding_bias(prefix, strength) if strength else torch.zeros(4, model.gpt.cfg.vocab_size)
+            samples = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
+                                       r.temperature, r.top_k, model.banned, bias)
+            texts = [task.tokenizer.decode(x) for x in samples]
+            want = task.reward(texts, chosen.numpy().repeat(r.samples)).mean()
+            logits = model(teacher_inputs(samples, model.bos_id), features=features.repeat_interleave(r.samples, 0))[0]
+            _, mask, entropy = policy_logprobs(logits + bias.repeat_interleave(r.samples, 0)[:, None], samples,
+                                               model.eos_id, r.temperature, r.top_k, model.banned)
+        assert float(out.metrics["reward_sample"]) == pytest.approx(float(want), abs=1e-6)
+        assert float(out.metrics["entropy"]) == pytest.approx(float(entropy.sum() / mask.sum()), rel=1e-5)
     assert rewards[0] != rewards[1]  # the grounded greedy captions differ from the plain ones here
+    with pytest.raises(ConfigError, match="rl.grounded=true needs"):
+        SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.grounded=true", "eval.grounding=0"]), data)
 
 
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):

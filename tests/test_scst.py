@@ -276,12 +276,13 @@ def test_reference_batch_holds_every_reference_of_each_image(tiny_captioner):
 
 def test_scst_under_torchrun_matches_one_process(tiny_captioner, tmp_path, mirror, data_root):
     """Two gloo processes with half the images each = one process with all of them: per-image sampling seeds,
-    the leave-one-out baseline and the reference cross-entropy are per image; the diagnostics are in metrics.json."""
+    the leave-one-out baseline, the reference cross-entropy and the grounded policy are per image; the diagnostics are
+    in metrics.json."""
     path, _ = tiny_captioner
     common = ["train-rl", "--preset", "tiny", "--data-mirror", str(mirror), "--data-root", str(data_root),
               "train.device=cpu", f"init.captioner={path}", "train.max_steps=3", "train.eval_interval=3",
               "eval.val_images=8", "eval.gallery=2", "model.text.dropout=0.0", "rl.xe_weight=0.5",
-              "rl.diversity_bonus=0.1", "rl.top_k=5"]
+              "rl.diversity_bonus=0.1", "rl.top_k=5", "rl.grounded=true"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     records = {}
     for name, launcher in (("single", [sys.executable]), ("ddp", torchrun)):

@@ -40,7 +40,8 @@ def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eo
                      bias: Tensor | None = None) -> Tensor:
     """n captions of each of B images, tokens [B*n, L <= max_len] (image-major), each row up to its end token
     and end tokens after it. prefix [B, P, D]: the images' tokens; seeds [B]: one per image (`image_uniforms`);
-    bias [B, V] or None: added to each image's logits at every step (grounded decoding's bias)."""
+    bias [B, V] or None: added to each image's logits at every step (grounded decoding's bias), before the ban, the
+    temperature and top-k."""
     if prefix.shape[1] + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix.shape[1]}) + begin token + max_len ({max_len}) exceed the language "
                          f"model's context {gpt.cfg.context}; lower rl.max_len or raise model.text.context")

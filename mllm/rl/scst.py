@@ -14,7 +14,8 @@ rewards keeping the captions varied. The advantage is a constant: no gradient fl
 Options (`mllm.rl.train`, configs/rl.yaml): R may add rl.diversity_bonus x the sample's n-gram novelty among its
 image's other samples (`reward.ngram_novelty`); the samples may come from the top-k of the distribution
 (rl.top_k; logp and H are then of that truncated, renormalised distribution, the policy that was sampled); and
-rl.xe_weight adds the supervised cross-entropy of the image's reference captions (`reference_xe`).
+rl.xe_weight adds the supervised cross-entropy of the image's reference captions (`reference_xe`). With rl.grounded,
+the policy is softmax((logits + the grounding bias) / temperature), and logp and H are of that distribution.
 """
 
 from __future__ import annotations

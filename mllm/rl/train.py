@@ -8,7 +8,10 @@ samples; then one teacher-forced pass gives the samples' log-probabilities with 
 `rl.xe_weight` > 0, the logits of the images' reference captions for the supervised cross-entropy), and
 `scst_loss` turns advantages into a loss. The model runs in eval mode throughout (no dropout), so the
 log-probabilities are those of the distribution that was sampled. Dev CIDEr-D of greedy captions selects the
-checkpoint; the test split is scored once, at the end (`report.py`).
+checkpoint; the test split is scored once, at the end (`report.py`). With `rl.grounded`, the samples, the greedy
+caption and the teacher-forced log-probabilities and entropy are all of the grounded distribution dev and test decode
+with: the logits plus eval.grounding x `Captioner.grounding_bias`, computed once per batch without gradient (the
+bias follows the trained connector's image tokens, but no gradient flows through it).
 
 Logged each step: reward_sample (the samples' mean CIDEr-D), reward_greedy (the greedy caption's: the
 self-critical baseline, and what test-time decoding earns), advantage (their standard deviation: the spread
@@ -102,7 +105,10 @@ class SCSTTask(CaptionerTask):
         self.frozen_steps = 0
         # rl.grounded: the policy (samples, greedy baseline, log-probabilities) is the grounded distribution that
         # dev and test decode with: the logits plus eval.grounding x the grounding head's log-probabilities
-        self.policy_grounding = cfg.eval.grounding if cfg.rl.grounded and model.cfg.aux_words else 0.0
+        if cfg.rl.grounded and not (cfg.eval.grounding > 0 and model.cfg.aux_words):
+            raise ConfigError(f"rl.grounded=true needs grounded decoding (eval.grounding > 0, got "
+                              f"{cfg.eval.grounding}) and a captioner with the grounding head; set rl.grounded=false")
+        self.policy_grounding = cfg.eval.grounding if cfg.rl.grounded else 0.0
 
     def curve_title(self) -> str:
         return "SCST"
