@@ -55,7 +55,7 @@ STAGES = (
     Stage("blind", "blind captioner (the baseline without the image)", {"tiny": 0.4, "cpu": 26}, "train-mllm",
           "mllm", "mllm-{preset}-blind", ("model.blind=true",),
           inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
-    Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 14}, "train-rl", "rl", "rl-{preset}",
+    Stage("scst", "SCST fine-tuning on CIDEr-D", {"tiny": 0.3, "cpu": 22}, "train-rl", "rl", "rl-{preset}",
           inits=(("init.captioner", "mllm-{preset}"),)),
     Stage("tests", "the test suite", {"tiny": 0.4, "cpu": 6}),
     Stage("report", "the report", {"tiny": 0.1, "cpu": 0.5}),
