@@ -11,6 +11,7 @@ from mllm.evaluation.diagnostics import caption_diagnostics, hallucination, huma
 from mllm.language.decoding import attention_of
 from mllm.multimodal.mllm import Captioner, CaptionerConfig, content_word_loss
 from mllm.multimodal.words import content_vocabulary, word_targets
+from mllm.rl.sampling import sample_per_image
 from mllm.transformer.attention import causal_mask
 from mllm.vision.vit import ViT, ViTConfig, resize_matrix
 
@@ -201,3 +202,35 @@ def test_grounded_decoding_adds_the_bias_to_every_choice():
     keep = (ends.long().cumsum(1) - ends.long()) == 0
     assert torch.equal(grounded[keep], tokens[:, 1:][keep])
     assert torch.equal(model.generate(images, max_len=6, strategy="beam", beam_size=1, grounding=1.0), grounded)
+
+def _scst_captioner() -> Captioner:
+    torch.manual_seed(0)
+    return Captioner(CaptionerConfig({"image_size": 16, "patch_size": 4, "d_model": 16, "num_layers": 1,
+                                      "num_heads": 2},
+                                     {"vocab_size": 12, "context": 24, "d_model": 32, "num_layers": 1,
+                                      "num_heads": 2, "dropout": 0.0}, bos_id=0, eos_id=1, banned_ids=(0,))).eval()
+
+
+def test_grounded_sampling_draws_from_the_logits_plus_the_bias():
+    model = _scst_captioner()
+    images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    seeds = torch.tensor([5, 6])
+    with torch.no_grad():
+        prefix = model.image_tokens(images)
+    plain = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,))
+    assert torch.equal(sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,),
+                                        bias=torch.zeros(2, 12)), plain)
+    bias = torch.zeros(2, 12)
+    bias[:, plain.unique()[plain.unique() != 1]] = -1e4  # every word the plain samples used: ruled out
+    grounded = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,), bias=bias)
+    assert not torch.isin(grounded, plain.unique()[plain.unique() != 1]).any()
+    # the first token is the inverse of the biased distribution's cumulative sum at the image's uniform
+    bias = torch.randn(2, 12)
+    got = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,), bias=bias)
+    with torch.no_grad():
+        first = model.gpt(torch.zeros(2, 1, dtype=torch.long), prefix=prefix)[0][:, -1] + bias
+    first[:, 0] = float("-inf")
+    cdf = first.softmax(-1).double().cumsum(-1).repeat_interleave(4, dim=0)
+    u = torch.cat([torch.rand(4, 8, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                   for s in (5, 6)])[:, :1]
+    assert torch.equal(got[:, 0], torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0])

@@ -135,31 +135,6 @@ def test_sampling_per_image_does_not_depend_on_the_split_and_top_k_keeps_to_the_
     assert int(rank[mask].max()) <= 1
 
 
-def test_grounded_sampling_draws_from_the_logits_plus_the_bias():
-    model = _captioner()
-    images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
-    seeds = torch.tensor([5, 6])
-    with torch.no_grad():
-        prefix = model.image_tokens(images)
-    plain = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,))
-    assert torch.equal(sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,),
-                                        bias=torch.zeros(2, 12)), plain)
-    bias = torch.zeros(2, 12)
-    bias[:, plain.unique()[plain.unique() != 1]] = -1e4  # every word the plain samples used: ruled out
-    grounded = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,), bias=bias)
-    assert not torch.isin(grounded, plain.unique()[plain.unique() != 1]).any()
-    # the first token is the inverse of the biased distribution's cumulative sum at the image's uniform
-    bias = torch.randn(2, 12)
-    got = sample_per_image(model.gpt, prefix, seeds, 4, 0, 1, 8, banned=(0,), bias=bias)
-    with torch.no_grad():
-        first = model.gpt(torch.zeros(2, 1, dtype=torch.long), prefix=prefix)[0][:, -1] + bias
-    first[:, 0] = float("-inf")
-    cdf = first.softmax(-1).double().cumsum(-1).repeat_interleave(4, dim=0)
-    u = torch.cat([torch.rand(4, 8, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-                   for s in (5, 6)])[:, :1]
-    assert torch.equal(got[:, 0], torch.searchsorted(cdf, u * cdf[:, -1:])[:, 0])
-
-
 def test_reference_cross_entropy_is_the_mean_over_images_and_splits_into_a_sum():
     torch.manual_seed(0)
     logits = torch.randn(5, 4, 7)
