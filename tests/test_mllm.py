@@ -85,6 +85,25 @@ def test_loss_is_on_caption_tokens_only():
     assert not torch.allclose(other, loss)  # but the image does
 
 
+def test_captions_sharing_an_image_equal_captions_each_with_a_copy_of_it():
+    """image_of: 2 images for 4 captions gives the logits, loss and gradients of 4 copies of the images."""
+    images, image_of = _images(2), torch.tensor([0, 0, 1, 0])
+    captions = torch.tensor([[0, 4, 5, 1], [0, 7, 1, 1], [0, 6, 6, 1], [0, 8, 9, 10]])
+    targets = torch.tensor([[4, 5, 1, -100], [7, 1, -100, -100], [6, 6, 1, -100], [8, 9, 10, 1]])
+    results = []
+    for kwargs in ({"images": images[image_of]}, {"images": images, "image_of": image_of}):
+        model = _captioner(decisive=False)
+        logits, loss = model(captions, targets, **kwargs)
+        loss.backward()
+        results.append((logits, loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (logits_a, loss_a, grads_a), (logits_b, loss_b, grads_b) = results
+    torch.testing.assert_close(logits_b, logits_a)
+    torch.testing.assert_close(loss_b, loss_a)
+    assert grads_a.keys() == grads_b.keys() and any(n.startswith("vit.") for n in grads_a)
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], msg=name)
+
+
 def test_cached_decoding_equals_uncached_and_rows_stop_at_their_end_token():
     from mllm.language.decoding import decode
 

@@ -92,15 +92,29 @@ class Captioner(nn.Module):
         return self.connector(features)
 
     def forward(self, captions: Tensor, targets: Tensor | None = None, images: Tensor | None = None,
-                features: Tensor | None = None, words: bool = False) -> tuple[Tensor, ...]:
+                features: Tensor | None = None, words: bool = False, image_of: Tensor | None = None
+                ) -> tuple[Tensor, ...]:
         """captions [B, T] = BOS w_1 .. (padded), targets [B, T] = w_1 .. EOS (-100 = no loss).
 
         Returns logits [B, T, V] for the caption positions (the image positions carry no loss) and the mean
         cross-entropy over the target tokens if targets are given; with `words`, also the grounding head's
-        content-word logits [B, aux_words] from the same image tokens.
+        content-word logits [B, aux_words] from the same image tokens. Images or features: one per caption, or
+        with `image_of` [B] (the row of each caption's image) I images for B captions (SCST's samples): the ViT,
+        the connector and the language model's image positions then run once per image, and its captions share
+        the image positions' keys and values (causal: those never see a caption; gradients add up over the
+        captions). The same numbers as one copy of the image per caption (tested), without dropout's randomness
+        in the image positions differing between an image's captions.
         """
         prefix = self.image_tokens(images, features)
-        logits, loss = self.gpt(captions, targets=targets, prefix=prefix)
+        if image_of is None or prefix.shape[1] == 0:
+            prefix = prefix if image_of is None else prefix[image_of]
+            logits, loss = self.gpt(captions, targets=targets, prefix=prefix)
+        else:
+            cache = self.gpt.decoder.new_cache()
+            self.gpt(prefix=prefix, cache=cache, last_only=True)  # the image positions' keys and values
+            cache.reorder(image_of)
+            logits, loss = self.gpt(captions, targets=targets, cache=cache)
+            prefix = prefix[image_of]
         return (logits, loss, self.word_logits(prefix)) if words else (logits, loss)
 
     def word_logits(self, image_tokens: Tensor) -> Tensor:

@@ -178,14 +178,14 @@ class SCSTTask(CaptionerTask):
         position in the batch of each one's image [R]) or None."""
         model = net.module if hasattr(net, "module") else net
         inputs = teacher_inputs(samples, model.bos_id)
-        seen = pixels.repeat_interleave(self.cfg.rl.samples, dim=0)
-        if not self.cfg.rl.xe_weight:
-            return net(inputs, **{key: seen})[0], None
+        image_of = torch.arange(len(pixels), device=pixels.device).repeat_interleave(self.cfg.rl.samples)
+        if not self.cfg.rl.xe_weight:  # the image tokens computed once per image, shared by its samples
+            return net(inputs, **{key: pixels}, image_of=image_of)[0], None
         ref_in, ref_targets, owner = self.captioning.reference_batch(images.cpu())
         ref_in, ref_targets, owner = ref_in.to(pixels.device), ref_targets.to(pixels.device), owner.to(pixels.device)
         width = max(inputs.shape[1], ref_in.shape[1])  # padded on the right: causal, earlier positions unchanged
         rows = torch.cat([F.pad(x, (0, width - x.shape[1]), value=model.eos_id) for x in (inputs, ref_in)])
-        logits, _ = net(rows, **{key: torch.cat([seen, pixels[owner]])})
+        logits, _ = net(rows, **{key: pixels}, image_of=torch.cat([image_of, owner]))
         n = len(samples)
         return logits[:n, : inputs.shape[1]], (logits[n:, : ref_in.shape[1]], ref_targets, owner)
 
