@@ -4,6 +4,7 @@ with a failing file, made here), and the report as one self-contained HTML file 
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from mllm.cli import main
 from mllm.report import testrun
-from mllm.report.html import markdown_to_html, print_pdf
+from mllm.report.html import PHOTO_BYTES, _figure_bytes, markdown_to_html, print_pdf
 from mllm.report.terminal import RED, mark_bad
 from mllm.report.testrun import RESULTS, SCREENSHOT
 
@@ -113,10 +114,27 @@ def test_the_html_report_holds_every_figure_inline(failing_run, tmp_path):
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
     assert len(sources) == len(figures)
     for figure, source in zip(figures, sources, strict=True):
-        assert source == "data:image/png;base64," + base64.b64encode((tmp_path / figure).read_bytes()).decode()
+        kind, data = _figure_bytes(tmp_path / figure)
+        assert source == f"data:{kind};base64," + base64.b64encode(data).decode()
+    assert any("image/jpeg" in s for s in sources) and any("image/png" in s for s in sources)  # photos, plots
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the web when it opens
     assert page.count("<table>") >= 10 and "<h2>The test suite</h2>" in page
     assert '<b class="bad">tests/test_broken.py</b>' in page and ".bad { color: #c62828;" in page
+
+
+def test_photo_figures_are_jpeg_in_the_page_and_plots_stay_png(tmp_path):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:720, 0:960]
+    smooth = np.stack([x / 4, y / 3, (x + y) / 7], axis=-1)  # gradients, with noise: photo-like, not a palette
+    photo = (smooth + rng.integers(0, 6, smooth.shape)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photos.png")
+    Image.fromarray(photo[:40, :40]).save(tmp_path / "small.png")
+    assert (tmp_path / "photos.png").stat().st_size > PHOTO_BYTES
+    kind, data = _figure_bytes(tmp_path / "photos.png")
+    assert kind == "image/jpeg" and 2 * len(data) < (tmp_path / "photos.png").stat().st_size
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=float)
+    assert decoded.shape == photo.shape and np.abs(decoded - photo).mean() < 3  # the same picture
+    assert _figure_bytes(tmp_path / "small.png") == ("image/png", (tmp_path / "small.png").read_bytes())
 
 
 def _chromium_or_skip() -> None:
