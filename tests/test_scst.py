@@ -247,6 +247,11 @@ def test_reference_batch_holds_every_reference_of_each_image(tiny_captioner):
     assert torch.equal(owner2, owner) and targets.shape == inputs.shape
     assert torch.equal(inputs[:, 1:], task.captions[ids][:, 1 : inputs.shape[1]])
     assert (inputs[:, 0] == task.tokenizer.bos_id).all()
+    some, owner3 = task.captioning.reference_ids(images, 2, torch.tensor([7, 8, 9]))  # rl.xe_refs=2
+    assert owner3.tolist() == [0, 0, 1, 1, 2, 2] and set(some.tolist()) < set(ids.tolist())
+    alone, _ = task.captioning.reference_ids(images[1:2], 2, torch.tensor([8]))  # an image's draw: its seed's
+    assert torch.equal(alone, some[2:4])
+    assert not torch.equal(task.captioning.reference_ids(images, 2, torch.tensor([1, 2, 3]))[0], some)
 
 
 def test_scst_under_torchrun_matches_one_process(tiny_captioner, tmp_path, mirror, data_root):
@@ -256,7 +261,7 @@ def test_scst_under_torchrun_matches_one_process(tiny_captioner, tmp_path, mirro
     path, _ = tiny_captioner
     common = ["train-rl", "--preset", "tiny", "--data-mirror", str(mirror), "--data-root", str(data_root),
               "train.device=cpu", f"init.captioner={path}", "train.max_steps=3", "train.eval_interval=3",
-              "eval.val_images=8", "eval.gallery=2", "model.text.dropout=0.0", "rl.xe_weight=0.5",
+              "eval.val_images=8", "eval.gallery=2", "model.text.dropout=0.0", "rl.xe_weight=0.5", "rl.xe_refs=2",
               "rl.diversity_bonus=0.1", "rl.top_k=5", "rl.grounded=true"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     records = {}

@@ -145,17 +145,27 @@ class CaptionData:
         train = torch.from_numpy(self.split["train"])
         return train[epoch_indices(len(train), batch_size, k, seed)].long()
 
-    def reference_ids(self, image_idx: Tensor) -> tuple[Tensor, Tensor]:
+    def reference_ids(self, image_idx: Tensor, per_image: int = 0, seeds: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
         """Every reference caption of the given images [B]: caption indices [R] (image by image, in dataset order)
-        and the position [R] in image_idx of each one's image."""
+        and the position [R] in image_idx of each one's image. per_image > 0: that many of each image's references
+        (all if it has fewer), drawn without replacement by a generator seeded with the image's seed (seeds [B]):
+        the same draw whichever process holds the image."""
         parts = [self._by_image[self._first[i] : self._first[i + 1]] for i in image_idx.tolist()]
+        if per_image > 0:
+            if seeds is None or len(seeds) != len(parts):
+                raise ValueError("per_image > 0 needs one seed per image")
+            parts = [np.sort(p[torch.randperm(len(p), generator=torch.Generator().manual_seed(int(s)))[:per_image]
+                               .numpy()]) for p, s in zip(parts, seeds.tolist(), strict=True)]
         owner = torch.cat([torch.full((len(p),), j, dtype=torch.long) for j, p in enumerate(parts)])
         return torch.from_numpy(np.concatenate(parts)).long(), owner
 
-    def reference_batch(self, image_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The references of images [B] as teacher-forcing pairs: inputs [R, T], targets [R, T] (cut to the
-        longest) and the position [R] in image_idx of each caption's image."""
-        ids, owner = self.reference_ids(image_idx)
+    def reference_batch(self, image_idx: Tensor, per_image: int = 0, seeds: Tensor | None = None
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+        """The references of images [B] (all, or `per_image` of each: `reference_ids`) as teacher-forcing pairs:
+        inputs [R, T], targets [R, T] (cut to the longest) and the position [R] in image_idx of each caption's
+        image."""
+        ids, owner = self.reference_ids(image_idx, per_image, seeds)
         tokens = self.captions[ids]
         length = int((tokens != self.tokenizer.eos_id)[:, 1:].sum(1).max()) + 2
         inputs, targets = caption_targets(tokens[:, :length], self.tokenizer.eos_id)

@@ -67,7 +67,7 @@ def check_rl_settings(cfg: Config) -> None:
         raise ConfigError(f"rl.temperature must be above 0 (got {r.temperature}): SCST learns from sampled captions")
     if r.baseline == "mean" and r.samples < 2:
         raise ConfigError("rl.baseline=mean needs rl.samples >= 2 (the mean of an image's other samples)")
-    for name in ("entropy_bonus", "xe_weight", "diversity_bonus", "top_k"):
+    for name in ("entropy_bonus", "xe_weight", "xe_refs", "diversity_bonus", "top_k"):
         if r[name] < 0:
             raise ConfigError(f"rl.{name} must be 0 or more, got {r[name]}")
     if r.diversity_bonus and r.samples < 2:
@@ -154,7 +154,7 @@ class SCSTTask(CaptionerTask):
             policy_r, extra["novelty"] = sample_r + r.diversity_bonus * novelty, novelty.mean()
         reward_seconds = time.perf_counter() - reward_start
         advantage = policy_r - baseline_rewards(policy_r, greedy_r, r.samples, r.baseline)
-        logits, refs = self._forward(net, pixels, key, images, samples)
+        logits, refs = self._forward(net, pixels, key, images, samples, seeds)
         if bias is not None:  # the policy is the grounded distribution that was sampled
             logits = logits + bias.repeat_interleave(r.samples, dim=0)[:, None]
         logp, mask, entropy = policy_logprobs(logits, samples, model.eos_id, r.temperature, r.top_k, model.banned)
@@ -171,17 +171,18 @@ class SCSTTask(CaptionerTask):
             "sample_len": tokens / len(samples), "entropy": entropy.sum().detach() / tokens,
             "reward_share": reward_seconds / max(loss_seconds, 1e-9), **extra})
 
-    def _forward(self, net: nn.Module, pixels: Tensor, key: str, images: Tensor, samples: Tensor
+    def _forward(self, net: nn.Module, pixels: Tensor, key: str, images: Tensor, samples: Tensor, seeds: Tensor
                  ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None]:
         """One teacher-forced pass (one DDP forward) over the samples [N, L] and, with rl.xe_weight, the images'
-        reference captions: the samples' logits [N, L, V] and (reference logits [R, T, V], targets [R, T], the
-        position in the batch of each one's image [R]) or None."""
+        reference captions (all, or rl.xe_refs of each, drawn from the image's seed [B]): the samples' logits
+        [N, L, V] and (reference logits [R, T, V], targets [R, T], the position in the batch of each one's image
+        [R]) or None."""
         model = net.module if hasattr(net, "module") else net
         inputs = teacher_inputs(samples, model.bos_id)
         image_of = torch.arange(len(pixels), device=pixels.device).repeat_interleave(self.cfg.rl.samples)
         if not self.cfg.rl.xe_weight:  # the image tokens computed once per image, shared by its samples
             return net(inputs, **{key: pixels}, image_of=image_of)[0], None
-        ref_in, ref_targets, owner = self.captioning.reference_batch(images.cpu())
+        ref_in, ref_targets, owner = self.captioning.reference_batch(images.cpu(), self.cfg.rl.xe_refs, seeds)
         ref_in, ref_targets, owner = ref_in.to(pixels.device), ref_targets.to(pixels.device), owner.to(pixels.device)
         width = max(inputs.shape[1], ref_in.shape[1])  # padded on the right: causal, earlier positions unchanged
         rows = torch.cat([F.pad(x, (0, width - x.shape[1]), value=model.eos_id) for x in (inputs, ref_in)])
