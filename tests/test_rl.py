@@ -136,7 +136,7 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
 
     path, chosen = tiny_supervised
     cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.samples=16", "rl.max_len=16",
-                                     f"rl.baseline={baseline}"])
+                                     f"rl.baseline={baseline}", "rl.xe_weight=0"])  # SCST alone
     task = SCSTTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
     model = task.model.eval()
 

@@ -213,7 +213,8 @@ def test_new_rl_options_default_to_todays_behaviour_and_bad_values_are_named():
     from mllm.training.config import ConfigError
 
     r = load_config("rl", "cpu").rl
-    assert (r.top_k, r.xe_weight, r.diversity_bonus, r.baseline, r.entropy_bonus) == (0, 0.0, 0.0, "mean", 0.002)
+    assert (r.top_k, r.diversity_bonus, r.baseline, r.entropy_bonus) == (0, 0.0, "mean", 0.002)
+    assert (r.xe_weight, r.xe_refs) == (0.2, 1)  # the cross-entropy mix on one reference per image (chosen on dev)
     for bad, message in (("rl.xe_weight=-1", "rl.xe_weight must be 0 or more"),
                          ("rl.top_k=-2", "rl.top_k must be 0 or more"),
                          ("rl.diversity_bonus=0.1 rl.samples=1 rl.baseline=greedy", "rl.diversity_bonus needs")):
