@@ -122,6 +122,21 @@ def test_the_html_report_holds_every_figure_inline(failing_run, tmp_path):
     assert '<b class="bad">tests/test_broken.py</b>' in page and ".bad { color: #c62828;" in page
 
 
+def test_the_scst_section_gives_diagnostics_and_the_seed_table_when_there_is_one(tmp_path):
+    runs = tmp_path / "runs"  # the kept cpu runs
+    runs.mkdir()
+    for stage in (REPO / "results" / "demo-cpu").glob("*-cpu*"):
+        (runs / stage.name).symlink_to(stage)
+    out = tmp_path / "REPORT.md"
+    assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
+    scst = out.read_text().split("## 5. SCST")[1].split("\n## ")[0]
+    assert "| SCST, beam 3 | 0." in scst and "bad endings" in scst and "Across seeds" not in scst
+    (runs / "rl-cpu-seeds.md").write_text("| runs | seeds |\n|---|---|\n| rl-cpu-mean | 0, 1, 2 |\n")
+    assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
+    scst = out.read_text().split("## 5. SCST")[1].split("\n## ")[0]
+    assert "### Across seeds" in scst and "| rl-cpu-mean | 0, 1, 2 |" in scst
+
+
 def test_photo_figures_are_jpeg_in_the_page_and_plots_stay_png(tmp_path):
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:720, 0:960]

@@ -222,15 +222,34 @@ def _grounding(ctx: Context, s: dict[str, Any], rows: dict[str, Any]) -> list[st
 def scst_section(ctx: Context, s: dict[str, Any]) -> str:
     cfg = s["config"]
     rl = cfg["rl"]
+    xe = ""
+    if rl.get("xe_weight"):
+        refs = rl.get("xe_refs") or "all"
+        xe = f", plus {rl['xe_weight']:g} x the cross-entropy of {refs} reference caption(s) per image"
+    rows = {k: v for k, v in s["test"].items() if "distinct" in v}
     lines = [f"From the supervised captioner: {rl['samples']} samples per image at temperature "
-             f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}, learning rate "
+             f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}{xe}, learning rate "
              f"{cfg['train']['lr']:g}; {s['steps']:,} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on "
              f"dev CIDEr-D ({fmt(s['best_val_cider'])}). Test captions {_note(s)}.\n",
              markdown_table(s["test"]), analysis_scst(s),
+             *(["Variety and grounding of the same captions (bad endings: captions that end on a function word):\n",
+                diagnostics_table(rows)] if rows else []),
              ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences, ctx.preset),
+             *_seeds(ctx),
              ctx.figure("scst", "curves.png", "SCST curves"), "",
              ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions, both by beam search")]
     return "\n".join(lines) + "\n"
+
+
+def _seeds(ctx: Context) -> list[str]:
+    """The SCST presets over seeds, where `scripts/scst_seeds.sh` left its table (<runs>/rl-<preset>-seeds.md)."""
+    table = ctx.runs / f"rl-{ctx.preset}-seeds.md"
+    if not table.is_file():
+        return []
+    return ["### Across seeds\n",
+            f"Each preset trained with several seeds (`scripts/scst_seeds.sh`, `{table.name}`): mean and standard "
+            f"deviation over the seeds of the best dev CIDEr-D and of the test metrics.\n",
+            table.read_text().strip(), ""]
 
 
 def _differences(main: dict, other: dict, limit: int = 6) -> str:
