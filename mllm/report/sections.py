@@ -242,13 +242,15 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
 
 
 def _seeds(ctx: Context) -> list[str]:
-    """The SCST presets over seeds, where `scripts/scst_seeds.sh` left its table (<runs>/rl-<preset>-seeds.md)."""
+    """SCST runs over seeds, where a seed table was left beside the runs (<runs>/rl-<preset>-seeds.md, written by
+    `scripts/scst_seeds.sh` or `scripts/seed_table.py`)."""
     table = ctx.runs / f"rl-{ctx.preset}-seeds.md"
     if not table.is_file():
         return []
     return ["### Across seeds\n",
-            f"Each preset trained with several seeds (`scripts/scst_seeds.sh`, `{table.name}`): mean and standard "
-            f"deviation over the seeds of the best dev CIDEr-D and of the test metrics.\n",
+            f"SCST settings trained with several seeds, one group of runs per setting (`{table.name}`, from "
+            f"`scripts/seed_table.py`): mean and standard deviation over the seeds of the best dev CIDEr-D and of "
+            f"the test metrics.\n",
             table.read_text().strip(), ""]
 
 
