@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from variety_curve import save_trade_off  # noqa: E402  (scripts/, the folder Python runs this file from)
 
 
 def setting(config: dict, key: str):
@@ -63,14 +64,8 @@ def main() -> None:
     for value, x, y, extra in points:
         ax.annotate(f"{value:g}" + (f" ({extra})" if extra else ""), (x, y), textcoords="offset points",
                     xytext=(4, 4), fontsize=9)
-    ax.set_xlabel("distinct dev captions (of 1,000)")
-    ax.set_ylabel("dev CIDEr-D (greedy)")
-    ax.set_title(f"SCST at step {args.step}: dev CIDEr-D against variety over {args.key}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=130)
-    print(f"wrote {args.out}")
+    save_trade_off(fig, ax, "distinct dev captions (of 1,000)", "dev CIDEr-D (greedy)",
+                   f"SCST at step {args.step}: dev CIDEr-D against variety over {args.key}", args.out)
 
 
 if __name__ == "__main__":

@@ -47,15 +47,21 @@ def main() -> None:
             ax.plot(distinct, cider, "o-" if decoding == "greedy" else "s--", label=f"{label or path}, {decoding}")
             for g, x, y in points:
                 ax.annotate(f"{g:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
-    ax.set_xlabel("distinct dev captions")
-    ax.set_ylabel("dev CIDEr-D")
-    ax.set_title("Variety against CIDEr-D over the grounding strength (numbers at the points)")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
+    save_trade_off(fig, ax, "distinct dev captions", "dev CIDEr-D",
+                   "Variety against CIDEr-D over the grounding strength (numbers at the points)", args.out)
+
+
+def save_trade_off(fig, ax, xlabel: str, ylabel: str, title: str, out: str) -> None:
+    """Label, grid and write a dev CIDEr-D against variety figure (also `run_curve.py`'s)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=130)
-    print(f"wrote {args.out}")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=130)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
