@@ -81,6 +81,16 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
         return logits, loss
 
+    def shared_prefix(self, prefix: Tensor, rows_of: Tensor, idx: Tensor | None = None
+                      ) -> tuple[DecoderCache, Tensor]:
+        """A prefix [I, P, D] (and tokens idx [I, T] after it) run once per row into a new cache, then handed to B
+        rows, row b taking row rows_of[b]'s keys and values: (the cache, the last position's logits [B, 1, V]).
+        Several sequences after one image pay for its positions once; with gradients, they add up."""
+        cache = self.decoder.new_cache()
+        logits, _ = self(idx, prefix=prefix, cache=cache, last_only=True)
+        cache.reorder(rows_of)
+        return cache, logits[rows_of]
+
     def generate(self, idx: Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, prefix: Tensor | None = None, use_cache: bool = True,
                  generator: torch.Generator | None = None, stop_token: int | None = None) -> Tensor:

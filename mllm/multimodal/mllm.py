@@ -110,9 +110,7 @@ class Captioner(nn.Module):
             prefix = prefix if image_of is None else prefix[image_of]
             logits, loss = self.gpt(captions, targets=targets, prefix=prefix)
         else:
-            cache = self.gpt.decoder.new_cache()
-            self.gpt(prefix=prefix, cache=cache, last_only=True)  # the image positions' keys and values
-            cache.reorder(image_of)
+            cache, _ = self.gpt.shared_prefix(prefix, image_of)  # the image positions' keys and values
             logits, loss = self.gpt(captions, targets=targets, cache=cache)
             prefix = prefix[image_of]
         return (logits, loss, self.word_logits(prefix)) if words else (logits, loss)

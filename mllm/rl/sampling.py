@@ -50,13 +50,10 @@ def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eo
     rows = prefix.shape[0] * n
     tokens = torch.full((rows, 1), bos_id, dtype=torch.long, device=device)
     done = torch.zeros(rows, dtype=torch.bool, device=device)
-    cache = gpt.decoder.new_cache()
     bias = 0.0 if bias is None else bias.float().repeat_interleave(n, dim=0)
     # the image tokens and the begin token once per image, their cached keys and values then copied to its n rows
-    logits, _ = gpt(tokens[: prefix.shape[0]], prefix=prefix, cache=cache, last_only=True)
     rows_of = torch.arange(prefix.shape[0], device=device).repeat_interleave(n)
-    cache.reorder(rows_of)
-    logits = logits[rows_of]
+    cache, logits = gpt.shared_prefix(prefix, rows_of, tokens[: prefix.shape[0]])
     for t in range(max_len):
         probs = sampling_logits(logits[:, -1] + bias, temperature, top_k, banned).softmax(-1).double()
         cdf = probs.cumsum(-1)
