@@ -123,10 +123,11 @@ def test_the_html_report_holds_every_figure_inline(failing_run, tmp_path):
 
 
 def test_the_scst_section_gives_diagnostics_and_the_seed_table_when_there_is_one(tmp_path):
-    runs = tmp_path / "runs"  # the kept cpu runs
+    runs = tmp_path / "runs"  # the kept cpu runs (their folders: not the kept seed table)
     runs.mkdir()
     for stage in (REPO / "results" / "demo-cpu").glob("*-cpu*"):
-        (runs / stage.name).symlink_to(stage)
+        if stage.is_dir():
+            (runs / stage.name).symlink_to(stage)
     out = tmp_path / "REPORT.md"
     assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
     scst = out.read_text().split("## 5. SCST")[1].split("\n## ")[0]
