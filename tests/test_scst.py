@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mllm.evaluation.diagnostics import caption_diagnostics
-from mllm.language.decoding import teacher_inputs
+from mllm.language.decoding import beam_nbest, decode, logprobs_of, teacher_inputs
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.rl.reward import ngram_novelty
 from mllm.rl.sampling import sample_per_image
@@ -135,6 +135,33 @@ def test_sampling_per_image_does_not_depend_on_the_split_and_top_k_keeps_to_the_
     assert int(rank[mask].max()) <= 1
 
 
+def test_beam_nbest_gives_distinct_captions_best_first_scored_by_their_log_probabilities():
+    model = _captioner(1)
+    images = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        prefix = model.image_tokens(images)
+    bias = torch.zeros(3, 12).index_fill(1, torch.tensor([5, 7]), -2.0)  # a grounding-like bias on two words
+    ending = torch.zeros(3, 12).index_fill(1, torch.tensor([1]), 1.5)  # the end token favoured: early endings
+    for b in (None, bias, ending):
+        tokens, scores = beam_nbest(model.gpt, prefix, 0, 1, 6, 4, banned=(0,), bias=b)
+        assert tokens.shape[0] == 12 and scores.shape == (3, 4)
+        with torch.no_grad():
+            logits, _ = model(teacher_inputs(tokens, 0), images=images.repeat_interleave(4, 0))
+        logp, mask, _ = logprobs_of(logits, tokens, 1, banned=(0,))
+        if b is not None:  # the bias is added to the log-probabilities, as beam_search adds it
+            logp = logp + b.repeat_interleave(4, 0).gather(1, tokens) * mask
+        assert torch.allclose(logp.sum(1).view(3, 4), scores, atol=1e-4)
+        assert bool((scores[:, :-1] >= scores[:, 1:]).all())
+        if b is ending:  # captions of several lengths, the finished ones kept with their scores
+            assert len(set(mask.sum(1).tolist())) > 1
+        for i in range(3):  # the K captions of an image are distinct
+            assert len({tuple(row[m].tolist()) for row, m in zip(tokens[4 * i : 4 * i + 4], mask[4 * i : 4 * i + 4],
+                                                                  strict=True)}) == 4
+    one, _ = beam_nbest(model.gpt, prefix, 0, 1, 6, 1, banned=(0,))
+    greedy = decode(model.gpt, prefix, 0, 1, 6, banned=(0,))[0]
+    assert torch.equal(one[:, : greedy.shape[1]], greedy)
+
+
 def test_reference_cross_entropy_is_the_mean_over_images_and_splits_into_a_sum():
     torch.manual_seed(0)
     logits = torch.randn(5, 4, 7)
@@ -213,11 +240,13 @@ def test_new_rl_options_default_to_todays_behaviour_and_bad_values_are_named():
     from mllm.training.config import ConfigError
 
     r = load_config("rl", "cpu").rl
-    assert (r.top_k, r.diversity_bonus, r.baseline, r.entropy_bonus) == (0, 0.0, "mean", 0.002)
+    assert (r.top_k, r.diversity_bonus, r.baseline, r.entropy_bonus, r.sampler) == (0, 0.0, "mean", 0.002, "sample")
     assert (r.xe_weight, r.xe_refs) == (0.2, 1)  # the cross-entropy mix on one reference per image (chosen on dev)
     for bad, message in (("rl.xe_weight=-1", "rl.xe_weight must be 0 or more"),
                          ("rl.top_k=-2", "rl.top_k must be 0 or more"),
-                         ("rl.diversity_bonus=0.1 rl.samples=1 rl.baseline=greedy", "rl.diversity_bonus needs")):
+                         ("rl.diversity_bonus=0.1 rl.samples=1 rl.baseline=greedy", "rl.diversity_bonus needs"),
+                         ("rl.sampler=beams", "rl.sampler must be one of sample, beam"),
+                         ("rl.sampler=beam rl.temperature=0.5", "leave rl.temperature=1 and rl.top_k=0")):
         with pytest.raises(ConfigError, match=message):
             check_rl_settings(load_config("rl", "tiny", bad.split()))
 

@@ -1,5 +1,6 @@
 """Decoding in one place: token filters and sampling, text generation from a prompt (`extend`), batched caption
-decoding (greedy or sampled) with the key/value cache and per-row stopping, beam search, teacher-forced
+decoding (greedy or sampled) with the key/value cache and per-row stopping, beam search (the best caption, or
+the n best of each image for training on them), teacher-forced
 log-probabilities of given tokens, and where each decoded token looked in the prefix (attention maps).
 
 A "decoder" here is a GPT (`mllm.language.gpt.GPT`) with an optional prefix of embeddings [B, P, D] (image
@@ -284,3 +285,45 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     use_live = ~done & (live > best)
     best_tokens[use_live, : tokens.shape[2]] = tokens[use_live, 0]
     return best_tokens[:, : max(1, int((best_tokens != eos_id).sum(1).max()) + 1)]
+
+
+@torch.no_grad()
+def beam_nbest(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int,
+               banned: tuple[int, ...] = (), bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The `beam_size` best captions of each of B images found by one beam search after `prefix` [B, P, D]:
+    tokens [B*K, L <= max_len] (image-major, each row up to its end token and end tokens after it) and their
+    summed log-probabilities [B, K], best first (plus `bias` [B, V] at every token, as `beam_search` adds it).
+
+    Unlike `beam_search`, which keeps the single best finished caption apart from K live beams, a finished
+    caption here keeps its place among the K: its one continuation is the end token at log-probability 0, so
+    its score stays fixed, and the search stops when all K have finished (or at max_len, the unfinished ones cut
+    there). The K rows are distinct captions. The image positions run once per image (`GPT.shared_prefix`).
+    """
+    b, k = prefix.shape[0], beam_size
+    device = prefix.device
+    _check_room(gpt, prefix.shape[1], max_len)
+    rows = torch.arange(b, device=device)
+    cache, logits = gpt.shared_prefix(prefix, rows.repeat_interleave(k),
+                                      torch.full((b, 1), bos_id, dtype=torch.long, device=device))
+    scores = torch.full((b, k), NEG_INF, device=device)
+    scores[:, 0] = 0.0  # all beams start equal: only the first one expands at step 1
+    tokens = torch.empty(b, k, 0, dtype=torch.long, device=device)
+    finished = torch.zeros(b, k, dtype=torch.bool, device=device)
+    beam_bias = 0.0 if bias is None else bias.float().repeat_interleave(k, dim=0)
+    only_end = None
+    for t in range(max_len):
+        logp = _ban(logits[:, -1].float(), banned).log_softmax(-1) + beam_bias  # [B*K, V]
+        if only_end is None:
+            only_end = torch.full_like(logp[0], NEG_INF).index_fill(0, torch.tensor([eos_id], device=device), 0.0)
+        logp = torch.where(finished.view(-1, 1), only_end, logp)
+        vocab = logp.shape[-1]
+        scores, flat = (scores[..., None] + logp.view(b, k, vocab)).view(b, -1).topk(k, dim=-1)
+        parent, token = flat // vocab, flat % vocab
+        tokens = torch.cat([tokens.gather(1, parent[..., None].expand(b, k, t)), token[..., None]], dim=2)
+        finished = finished.gather(1, parent) | (token == eos_id)
+        if bool(finished.all()):
+            break
+        cache.reorder((rows[:, None] * k + parent).view(-1))
+        logits, _ = gpt(token.view(-1, 1), cache=cache, last_only=True)
+    out = tokens.reshape(b * k, -1)
+    return out.masked_fill(~real_token_mask(out, eos_id), eos_id), scores

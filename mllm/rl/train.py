@@ -1,17 +1,18 @@
 """SCST fine-tuning of a trained captioner, as a Task on the shared loop (`python main.py train-rl`).
 
-Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` (from the
-top `rl.top_k` tokens when above 0; each image with its own seed, `sampling.py`) and one greedy caption, both
-with the key/value cache and without gradients; every caption rewarded with CIDEr-D against the image's 5
-references (training-set document frequencies), plus `rl.diversity_bonus` x its n-gram novelty among the image's
-samples; then one teacher-forced pass gives the samples' log-probabilities with gradients (and, with
-`rl.xe_weight` > 0, the logits of the images' reference captions for the supervised cross-entropy), and
-`scst_loss` turns advantages into a loss. The model runs in eval mode throughout (no dropout), so the
-log-probabilities are those of the distribution that was sampled. Dev CIDEr-D of greedy captions selects the
-checkpoint; the test split is scored once, at the end (`report.py`). With `rl.grounded`, the samples, the greedy
-caption and the teacher-forced log-probabilities and entropy are all of the grounded distribution dev and test decode
-with: the logits plus eval.grounding x `Captioner.grounding_bias`, computed once per batch without gradient (the
-bias follows the trained connector's image tokens, but no gradient flows through it).
+Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` (from the top
+`rl.top_k` tokens when above 0; each image with its own seed, `sampling.py`), or with `rl.sampler=beam` its n best
+beams (`beam_nbest`, decoded as dev and test beam search decodes: the grounding bias of eval.grounding included;
+Cornia et al. 2020 train on beams so), and one greedy caption, all with the key/value cache and without gradients;
+every caption rewarded with CIDEr-D against the image's 5 references (training-set document frequencies), plus
+`rl.diversity_bonus` x its n-gram novelty among the image's samples; then one teacher-forced pass gives the samples'
+log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits of the images' reference captions for the
+supervised cross-entropy), and `scst_loss` turns advantages into a loss. The model runs in eval mode throughout (no
+dropout), so the log-probabilities are those of the distribution that was sampled. Dev CIDEr-D of greedy captions
+selects the checkpoint; the test split is scored once, at the end (`report.py`). With `rl.grounded`, the samples,
+the greedy caption and the teacher-forced log-probabilities and entropy are all of the grounded distribution dev and
+test decode with: the logits plus eval.grounding x `Captioner.grounding_bias`, computed once per batch without
+gradient (the bias follows the trained connector's image tokens, but no gradient flows through it).
 
 Logged each step: reward_sample (the samples' mean CIDEr-D), reward_greedy (the greedy caption's: the
 self-critical baseline, and what test-time decoding earns), advantage (their standard deviation: the spread
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.language.decoding import teacher_inputs
+from mllm.language.decoding import beam_nbest, teacher_inputs
 from mllm.multimodal.data import CaptionData
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
@@ -61,6 +62,9 @@ def load_supervised(cfg: Config) -> dict:
     return state
 
 
+SAMPLERS = ("sample", "beam")
+
+
 def check_rl_settings(cfg: Config) -> None:
     r = cfg.rl
     if r.temperature <= 0:
@@ -70,6 +74,11 @@ def check_rl_settings(cfg: Config) -> None:
     for name in ("entropy_bonus", "xe_weight", "xe_refs", "diversity_bonus", "top_k"):
         if r[name] < 0:
             raise ConfigError(f"rl.{name} must be 0 or more, got {r[name]}")
+    if r.sampler not in SAMPLERS:
+        raise ConfigError(f"rl.sampler must be one of {', '.join(SAMPLERS)}, got {r.sampler!r}")
+    if r.sampler == "beam" and (r.temperature != 1.0 or r.top_k):
+        raise ConfigError("rl.sampler=beam trains on beam search's captions under the model's own distribution: "
+                          f"leave rl.temperature=1 and rl.top_k=0 (got {r.temperature} and {r.top_k})")
     if r.diversity_bonus and r.samples < 2:
         raise ConfigError("rl.diversity_bonus needs rl.samples >= 2 (novelty among an image's samples)")
     if cfg.model.blind:
@@ -140,8 +149,14 @@ class SCSTTask(CaptionerTask):
             prefix = model.image_tokens(**{key: pixels})
             bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
             greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
-            samples = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
-                                       r.temperature, r.top_k, model.banned, bias)
+            if r.sampler == "beam":  # the image's rl.samples best beams, found as dev and test beam search decodes
+                strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
+                decode_bias = model.grounding_bias(prefix, strength) if strength else None
+                samples = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples,
+                                     model.banned, decode_bias)[0]
+            else:
+                samples = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id,
+                                           r.max_len, r.temperature, r.top_k, model.banned, bias)
         reward_start = time.perf_counter()
         image_ids = images.cpu().numpy()
         texts = [self.tokenizer.decode(row) for part in (samples, greedy) for row in part.cpu()]
