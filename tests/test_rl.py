@@ -156,10 +156,11 @@ def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervise
     # reward_share is the rewards' share of the loss's time: on a clock where decoding takes 1 s and rewards 3 s, 3/4
     import mllm.rl.train
 
-    clock, reward, generate = [0.0], task.reward, model.generate
+    clock, reward, decode = [0.0], task.reward, mllm.rl.train.sample_per_image  # samples and greedy captions
     monkeypatch.setattr(mllm.rl.train, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
     monkeypatch.setattr(task, "reward", lambda *a: (clock.__setitem__(0, clock[0] + 3.0), reward(*a))[1])
-    monkeypatch.setattr(model, "generate", lambda *a, **k: (clock.__setitem__(0, clock[0] + 1.0), generate(*a, **k))[1])
+    monkeypatch.setattr(mllm.rl.train, "sample_per_image",
+                        lambda *a, **k: (clock.__setitem__(0, clock[0] + 1.0), decode(*a, **k))[1])
     share = task.loss(model, (task.features_of(chosen), chosen, torch.arange(4)))
     assert float(share.metrics["reward_share"]) == pytest.approx(0.75)
     monkeypatch.undo()
@@ -202,6 +203,27 @@ def test_grounded_policy_samples_scores_and_baselines_with_the_grounding_bias(ti
     assert rewards[0] != rewards[1]  # the grounded greedy captions differ from the plain ones here
     with pytest.raises(ConfigError, match="rl.grounded=true needs"):
         SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.grounded=true", "eval.grounding=0"]), data)
+
+
+def test_beam_sampler_rewards_each_images_best_beams(tiny_supervised, mirror, data_root):
+    """rl.sampler=beam: the policy term's captions are each image's rl.samples best beams, found with the grounding
+    bias that dev and test decode with."""
+    from mllm.data import prepare_flickr8k
+    from mllm.language.decoding import beam_nbest
+    from mllm.rl.train import SCSTTask
+
+    path, chosen = tiny_supervised
+    cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.sampler=beam", "eval.grounding=2.0"])
+    task = SCSTTask(cfg, prepare_flickr8k(data_root, mirror, image_size=32))
+    model, features, r = task.model.eval(), task.features_of(chosen), cfg.rl
+    out = task.loss(model, (features, chosen, torch.arange(4)))
+    with torch.no_grad():
+        prefix = model.image_tokens(features=features)
+        beams, _ = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples, model.banned,
+                              model.grounding_bias(prefix, 2.0))
+    want = task.reward([task.tokenizer.decode(x) for x in beams], chosen.numpy().repeat(r.samples)).mean()
+    assert float(out.metrics["reward_sample"]) == pytest.approx(float(want), abs=1e-6)
+    out.total.backward()  # a loss with gradients, as for samples
 
 
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):

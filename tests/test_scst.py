@@ -113,7 +113,7 @@ def test_ngram_novelty_among_an_images_samples():
         ngram_novelty(["a", "b", "c"], 2)
 
 
-def test_sampling_per_image_does_not_depend_on_the_split_and_top_k_keeps_to_the_top():
+def test_sampling_per_image_does_not_depend_on_the_split_greedy_rows_or_top_k_keeps_to_the_top():
     model = _captioner()
     images = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
     seeds = torch.tensor([11, 12, 13, 14])
@@ -126,6 +126,13 @@ def test_sampling_per_image_does_not_depend_on_the_split_and_top_k_keeps_to_the_
     padded = torch.cat([torch.nn.functional.pad(h, (0, width - h.shape[1]), value=1) for h in halves])
     assert torch.equal(padded, whole)
     assert not torch.equal(whole[:3], whole[3:6])  # images differ, seeds differ
+    bias = torch.zeros(4, 12).index_fill(1, torch.tensor([1]), 0.5)  # grounded-like bias (and earlier endings)
+    for b in (None, bias):  # with greedy rows: the same samples, and after them each image's greedy caption
+        alone = sample_per_image(model.gpt, prefix, seeds, 3, 0, 1, 8, banned=(0,), bias=b)
+        both = sample_per_image(model.gpt, prefix, seeds, 3, 0, 1, 8, banned=(0,), bias=b, greedy=True)
+        greedy = decode(model.gpt, prefix, 0, 1, 8, banned=(0,), bias=b)[0]
+        assert torch.equal(both[:12, : alone.shape[1]], alone) and bool((both[:12, alone.shape[1] :] == 1).all())
+        assert torch.equal(both[12:, : greedy.shape[1]], greedy)
     top = sample_per_image(model.gpt, prefix, seeds, 3, 0, 1, 8, top_k=2, banned=(0,))
     with torch.no_grad():
         logits, _ = model(teacher_inputs(top, 0), images=images.repeat_interleave(3, 0))

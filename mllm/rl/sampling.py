@@ -37,27 +37,33 @@ def sampling_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, ba
 @torch.no_grad()
 def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eos_id: int, max_len: int,
                      temperature: float = 1.0, top_k: int = 0, banned: tuple[int, ...] = (),
-                     bias: Tensor | None = None) -> Tensor:
+                     bias: Tensor | None = None, greedy: bool = False) -> Tensor:
     """n captions of each of B images, tokens [B*n, L <= max_len] (image-major), each row up to its end token
     and end tokens after it. prefix [B, P, D]: the images' tokens; seeds [B]: one per image (`image_uniforms`);
     bias [B, V] or None: added to each image's logits at every step (grounded decoding's bias), before the ban, the
-    temperature and top-k."""
+    temperature and top-k. With `greedy`, B more rows after those: each image's greedy caption (the most likely
+    token each step, bias and ban included), decoded in the same batch (one pass a step instead of two loops); the
+    samples are the same as without them."""
     if prefix.shape[1] + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix.shape[1]}) + begin token + max_len ({max_len}) exceed the language "
                          f"model's context {gpt.cfg.context}; lower rl.max_len or raise model.text.context")
     device = prefix.device
     u = image_uniforms(seeds, n, max_len).to(device)
-    rows = prefix.shape[0] * n
-    tokens = torch.full((rows, 1), bos_id, dtype=torch.long, device=device)
-    done = torch.zeros(rows, dtype=torch.bool, device=device)
-    bias = 0.0 if bias is None else bias.float().repeat_interleave(n, dim=0)
-    # the image tokens and the begin token once per image, their cached keys and values then copied to its n rows
-    rows_of = torch.arange(prefix.shape[0], device=device).repeat_interleave(n)
+    images = torch.arange(prefix.shape[0], device=device)
+    # the row's image: n sampled rows per image, then (with greedy) one greedy row per image
+    rows_of = torch.cat([images.repeat_interleave(n)] + ([images] if greedy else []))
+    sampled = prefix.shape[0] * n
+    tokens = torch.full((len(rows_of), 1), bos_id, dtype=torch.long, device=device)
+    done = torch.zeros(len(rows_of), dtype=torch.bool, device=device)
+    bias = 0.0 if bias is None else bias.float()[rows_of]
+    # the image tokens and the begin token once per image, their cached keys and values then copied to its rows
     cache, logits = gpt.shared_prefix(prefix, rows_of, tokens[: prefix.shape[0]])
     for t in range(max_len):
-        probs = sampling_logits(logits[:, -1] + bias, temperature, top_k, banned).softmax(-1).double()
+        scores = sampling_logits(logits[:, -1] + bias, temperature, top_k, banned)
+        probs = scores[:sampled].softmax(-1).double()
         cdf = probs.cumsum(-1)
         nxt = torch.searchsorted(cdf, u[:, t : t + 1] * cdf[:, -1:]).clamp_max(probs.shape[-1] - 1)
+        nxt = torch.cat([nxt, scores[sampled:].argmax(-1, keepdim=True)])  # the greedy rows' most likely tokens
         nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
         tokens = torch.cat([tokens, nxt], dim=1)
         done |= nxt[:, 0] == eos_id

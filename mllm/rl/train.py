@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.language.decoding import beam_nbest, teacher_inputs
+from mllm.language.decoding import beam_nbest, real_token_mask, teacher_inputs
 from mllm.multimodal.data import CaptionData
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
@@ -148,15 +148,17 @@ class SCSTTask(CaptionerTask):
         with torch.no_grad():
             prefix = model.image_tokens(**{key: pixels})
             bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
-            greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
             if r.sampler == "beam":  # the image's rl.samples best beams, found as dev and test beam search decodes
+                greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
                 strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
                 decode_bias = model.grounding_bias(prefix, strength) if strength else None
                 samples = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples,
                                      model.banned, decode_bias)[0]
-            else:
-                samples = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id,
-                                           r.max_len, r.temperature, r.top_k, model.banned, bias)
+            else:  # the samples and, in the same batch, the greedy captions (the last B rows)
+                both = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
+                                        r.temperature, r.top_k, model.banned, bias, greedy=True)
+                samples, greedy = both[: len(images) * r.samples], both[len(images) * r.samples :]
+                samples = samples[:, : int(real_token_mask(samples, model.eos_id).sum(1).max())]  # own width
         reward_start = time.perf_counter()
         image_ids = images.cpu().numpy()
         texts = [self.tokenizer.decode(row) for part in (samples, greedy) for row in part.cpu()]
