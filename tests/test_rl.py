@@ -226,6 +226,29 @@ def test_beam_sampler_rewards_each_images_best_beams(tiny_supervised, mirror, da
     out.total.backward()  # a loss with gradients, as for samples
 
 
+def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervised, mirror, data_root):
+    from mllm.data import prepare_flickr8k
+    from mllm.rl.train import SCSTTask
+
+    path, _ = tiny_supervised
+    data = prepare_flickr8k(data_root, mirror, image_size=32)
+    one = SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}"]), data)
+    three = SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.feature_views=3"]), data)
+    assert three.features.shape[0] == 3 and torch.equal(three.features[0], one.features[0])  # view 0: the image
+    assert not torch.equal(three.features[1], three.features[0]) and not torch.equal(three.features[1],
+                                                                                      three.features[2])
+    seen = set()
+    for step in (1, 2, 3):
+        pixels, images, seeds = three.batch(step, 0)
+        rows = three.captioning.feature_row[images]
+        views = [next(v for v in range(3) if torch.equal(three.features[v, r], p)) for r, p in zip(rows, pixels,
+                                                                                                 strict=True)]
+        seen.update(views)
+    assert seen == {0, 1, 2}  # every view is drawn
+    with pytest.raises(ConfigError, match="rl.feature_views=0"):
+        SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.feature_views=0"]), data)
+
+
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):
     path, _ = tiny_supervised
     run = tmp_path / "rl"

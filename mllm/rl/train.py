@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
 from mllm.language.decoding import beam_nbest, real_token_mask, teacher_inputs
-from mllm.multimodal.data import CaptionData
+from mllm.multimodal.data import CaptionData, augment_images
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
 from mllm.multimodal.train import CaptionerTask
@@ -63,6 +63,7 @@ def load_supervised(cfg: Config) -> dict:
 
 
 SAMPLERS = ("sample", "beam")
+FRESH_VIEWS = 7919  # added to train.seed for SCST's augmented feature views (rl.feature_views > 1)
 
 
 def check_rl_settings(cfg: Config) -> None:
@@ -71,6 +72,9 @@ def check_rl_settings(cfg: Config) -> None:
         raise ConfigError(f"rl.temperature must be above 0 (got {r.temperature}): SCST learns from sampled captions")
     if r.baseline == "mean" and r.samples < 2:
         raise ConfigError("rl.baseline=mean needs rl.samples >= 2 (the mean of an image's other samples)")
+    if r.feature_views < 1 or (r.feature_views > 1 and not r.freeze_vision):
+        raise ConfigError(f"rl.feature_views={r.feature_views}: cached views need rl.freeze_vision=true and at least "
+                          "1 view (1: the image only)")
     for name in ("entropy_bonus", "xe_weight", "xe_refs", "diversity_bonus", "top_k"):
         if r[name] < 0:
             raise ConfigError(f"rl.{name} must be 0 or more, got {r[name]}")
@@ -109,7 +113,10 @@ class SCSTTask(CaptionerTask):
             model.word_head.requires_grad_(False)
         if cfg.rl.freeze_vision:  # no ViT forward or backward during SCST: its features, computed once
             model.vit.requires_grad_(False)
-            captioning.cache_features(model, views=1, seed=cfg.train.seed)
+            aug = state["config"].get("augment", {})  # shifted and mirrored as the supervised run augmented,
+            pad, flip = aug.get("crop_padding", 0), aug.get("flip", False)  # with draws of their own (FRESH_VIEWS):
+            captioning.cache_features(model, cfg.rl.feature_views, cfg.train.seed + FRESH_VIEWS,  # not its views
+                                      lambda x, g: augment_images(x, g, pad, flip))
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
         self.frozen_steps = 0
         # rl.grounded: the policy (samples, greedy baseline, log-probabilities) is the grounded distribution that
@@ -129,8 +136,11 @@ class SCSTTask(CaptionerTask):
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
         images = self.captioning.image_batch(k, t.batch_size, t.seed)
-        pixels = self.features_of(images) if self.features is not None else self.images[images]
         seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))
+        if self.features is not None:  # each image's cached view from its seed (a hash: any split draws the same)
+            pixels = self.features_of(images, (seeds * 2_654_435_761 // 65_536) % self.features.shape[0])
+        else:
+            pixels = self.images[images]
         return pixels, images, seeds
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
