@@ -221,12 +221,14 @@ def test_beam_sampler_rewards_each_images_best_beams(tiny_supervised, mirror, da
         prefix = model.image_tokens(features=features)
         beams, _ = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples, model.banned,
                               model.grounding_bias(prefix, 2.0))
+        plain, _ = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples, model.banned)
+    assert not torch.equal(plain, beams)  # the bias changes the beams here: the test sees whether it is applied
     want = task.reward([task.tokenizer.decode(x) for x in beams], chosen.numpy().repeat(r.samples)).mean()
     assert float(out.metrics["reward_sample"]) == pytest.approx(float(want), abs=1e-6)
     out.total.backward()  # a loss with gradients, as for samples
 
 
-def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervised, mirror, data_root):
+def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervised, mirror, data_root, tmp_path):
     from mllm.data import prepare_flickr8k
     from mllm.rl.train import SCSTTask
 
@@ -247,6 +249,12 @@ def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervis
     assert seen == {0, 1, 2}  # every view is drawn
     with pytest.raises(ConfigError, match="rl.feature_views=0"):
         SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.feature_views=0"]), data)
+    state = torch.load(path, weights_only=False)  # a supervised run that did not augment: views would be copies
+    state["config"]["augment"] = {**state["config"]["augment"], "crop_padding": 0, "flip": False}
+    plain = tmp_path / "plain.pt"
+    torch.save(state, plain)
+    with pytest.raises(ConfigError, match="did not augment"):
+        SCSTTask(load_config("rl", "tiny", [f"init.captioner={plain}", "rl.feature_views=2"]), data)
 
 
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):

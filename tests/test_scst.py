@@ -126,7 +126,7 @@ def test_sampling_per_image_does_not_depend_on_the_split_greedy_rows_or_top_k_ke
     padded = torch.cat([torch.nn.functional.pad(h, (0, width - h.shape[1]), value=1) for h in halves])
     assert torch.equal(padded, whole)
     assert not torch.equal(whole[:3], whole[3:6])  # images differ, seeds differ
-    bias = torch.zeros(4, 12).index_fill(1, torch.tensor([1]), 0.5)  # grounded-like bias (and earlier endings)
+    bias = torch.rand(4, 12, generator=torch.Generator().manual_seed(1))  # its own per image (earlier endings too)
     for b in (None, bias):  # with greedy rows: the same samples, and after them each image's greedy caption
         alone = sample_per_image(model.gpt, prefix, seeds, 3, 0, 1, 8, banned=(0,), bias=b)
         both = sample_per_image(model.gpt, prefix, seeds, 3, 0, 1, 8, banned=(0,), bias=b, greedy=True)
@@ -147,7 +147,7 @@ def test_beam_nbest_gives_distinct_captions_best_first_scored_by_their_log_proba
     images = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
     with torch.no_grad():
         prefix = model.image_tokens(images)
-    bias = torch.zeros(3, 12).index_fill(1, torch.tensor([5, 7]), -2.0)  # a grounding-like bias on two words
+    bias = -2.0 * torch.rand(3, 12, generator=torch.Generator().manual_seed(0))  # grounding-like, its own per image
     ending = torch.zeros(3, 12).index_fill(1, torch.tensor([1]), 1.5)  # the end token favoured: early endings
     for b in (None, bias, ending):
         tokens, scores = beam_nbest(model.gpt, prefix, 0, 1, 6, 4, banned=(0,), bias=b)

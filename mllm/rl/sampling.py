@@ -4,7 +4,8 @@ Each image draws its own uniforms [n, max_len] from a generator seeded by that i
 train.seed, the step and the image's row in the global batch), and each token is the inverse of the cumulative
 sampling distribution at its uniform. A row's caption then depends only on its image, its seed and the model,
 not on which process holds it or what else is in its batch: two processes with half the images each sample the
-captions one process samples for all of them.
+captions one process samples for all of them (tested equal; only a rounding difference of batched arithmetic at a
+uniform right on a token's edge could tell them apart). The greedy captions can decode in the same batch.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def sample_per_image(gpt, prefix: Tensor, seeds: Tensor, n: int, bos_id: int, eo
     bias [B, V] or None: added to each image's logits at every step (grounded decoding's bias), before the ban, the
     temperature and top-k. With `greedy`, B more rows after those: each image's greedy caption (the most likely
     token each step, bias and ban included), decoded in the same batch (one pass a step instead of two loops); the
-    samples are the same as without them."""
+    samples are those drawn without them, up to the last bits of the batched arithmetic (equal in the tests; a long
+    run drifts apart, as a rounding difference flips a token at a uniform on the edge now and then)."""
     if prefix.shape[1] + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix.shape[1]}) + begin token + max_len ({max_len}) exceed the language "
                          f"model's context {gpt.cfg.context}; lower rl.max_len or raise model.text.context")

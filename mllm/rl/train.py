@@ -2,17 +2,19 @@
 
 Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` (from the top
 `rl.top_k` tokens when above 0; each image with its own seed, `sampling.py`), or with `rl.sampler=beam` its n best
-beams (`beam_nbest`, decoded as dev and test beam search decodes: the grounding bias of eval.grounding included;
-Cornia et al. 2020 train on beams so), and one greedy caption, all with the key/value cache and without gradients;
-every caption rewarded with CIDEr-D against the image's 5 references (training-set document frequencies), plus
-`rl.diversity_bonus` x its n-gram novelty among the image's samples; then one teacher-forced pass gives the samples'
-log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits of the images' reference captions for the
-supervised cross-entropy), and `scst_loss` turns advantages into a loss. The model runs in eval mode throughout (no
-dropout), so the log-probabilities are those of the distribution that was sampled. Dev CIDEr-D of greedy captions
-selects the checkpoint; the test split is scored once, at the end (`report.py`). With `rl.grounded`, the samples,
-the greedy caption and the teacher-forced log-probabilities and entropy are all of the grounded distribution dev and
-test decode with: the logits plus eval.grounding x `Captioner.grounding_bias`, computed once per batch without
-gradient (the bias follows the trained connector's image tokens, but no gradient flows through it).
+beams (`beam_nbest`, width rl.samples, with the grounding bias dev and test decode with; Cornia et al. 2020 train on
+beams so), and one greedy caption (with sampling, as more rows of the same decoding batch), all with the key/value
+cache and without gradients; every caption rewarded with CIDEr-D against the image's 5 references (training-set
+document frequencies), plus `rl.diversity_bonus` x its n-gram novelty among the image's samples; then one teacher-
+forced pass gives the samples' log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits of the
+images' reference captions for the supervised cross-entropy), and `scst_loss` turns advantages into a loss. The
+model runs in eval mode throughout (no dropout), so the log-probabilities are those of the distribution that was
+sampled. With `rl.feature_views` > 1 each image comes as one of that many cached views (the image and shifted,
+mirrored copies drawn afresh), picked by its seed. Dev CIDEr-D of greedy captions selects the checkpoint; the test
+split is scored once, at the end (`report.py`). With `rl.grounded`, the samples, the greedy caption and the teacher-
+forced log-probabilities and entropy are all of the grounded distribution dev and test decode with: the logits plus
+eval.grounding x `Captioner.grounding_bias`, computed once per batch without gradient (the bias follows the trained
+connector's image tokens, but no gradient flows through it).
 
 Logged each step: reward_sample (the samples' mean CIDEr-D), reward_greedy (the greedy caption's: the
 self-critical baseline, and what test-time decoding earns), advantage (their standard deviation: the spread
@@ -115,6 +117,10 @@ class SCSTTask(CaptionerTask):
             model.vit.requires_grad_(False)
             aug = state["config"].get("augment", {})  # shifted and mirrored as the supervised run augmented,
             pad, flip = aug.get("crop_padding", 0), aug.get("flip", False)  # with draws of their own (FRESH_VIEWS):
+            if cfg.rl.feature_views > 1 and not (pad or flip):
+                raise ConfigError(f"rl.feature_views={cfg.rl.feature_views}, but the supervised run {state['path']} "
+                                  "did not augment (augment.crop_padding=0, augment.flip=false): every view would "
+                                  "be the image itself; set rl.feature_views=1")
             captioning.cache_features(model, cfg.rl.feature_views, cfg.train.seed + FRESH_VIEWS,  # not its views
                                       lambda x, g: augment_images(x, g, pad, flip))
         self.reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], self.split["train"])
@@ -132,13 +138,13 @@ class SCSTTask(CaptionerTask):
     def batch(self, step: int, micro: int) -> tuple[Tensor, ...]:
         """(cached features [B, N, D] or images uint8 [B, S, S, 3], image indices [B], sampling seeds [B]: one
         per image, from train.seed, the step and the image's row, so a process's shard samples what one process
-        would for those rows)."""
+        would for those rows). With rl.feature_views > 1, each image's cached view is a hash of its seed."""
         t = self.cfg.train
         k = (step - 1) * t.grad_accum + micro
         images = self.captioning.image_batch(k, t.batch_size, t.seed)
         seeds = (t.seed * 1_000_003 + k) * 1009 + torch.arange(len(images))
         if self.features is not None:  # each image's cached view from its seed (a hash: any split draws the same)
-            pixels = self.features_of(images, (seeds * 2_654_435_761 // 65_536) % self.features.shape[0])
+            pixels = self.features_of(images, ((seeds % 2**31) * 2_654_435_761 >> 16) % self.features.shape[0])
         else:
             pixels = self.images[images]
         return pixels, images, seeds
@@ -158,7 +164,7 @@ class SCSTTask(CaptionerTask):
         with torch.no_grad():
             prefix = model.image_tokens(**{key: pixels})
             bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
-            if r.sampler == "beam":  # the image's rl.samples best beams, found as dev and test beam search decodes
+            if r.sampler == "beam":  # the image's rl.samples best beams, with the grounding bias dev/test decode with
                 greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
                 strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
                 decode_bias = model.grounding_bias(prefix, strength) if strength else None
