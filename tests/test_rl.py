@@ -225,6 +225,9 @@ def test_beam_sampler_rewards_each_images_best_beams(tiny_supervised, mirror, da
     assert not torch.equal(plain, beams)  # the bias changes the beams here: the test sees whether it is applied
     want = task.reward([task.tokenizer.decode(x) for x in beams], chosen.numpy().repeat(r.samples)).mean()
     assert float(out.metrics["reward_sample"]) == pytest.approx(float(want), abs=1e-6)
+    greedy = model.generate(features=features, max_len=r.max_len)  # the baseline's caption: the plain greedy one
+    want = task.reward([task.tokenizer.decode(g) for g in greedy], chosen.numpy()).mean()
+    assert float(out.metrics["reward_greedy"]) == pytest.approx(float(want), abs=1e-6)
     out.total.backward()  # a loss with gradients, as for samples
 
 

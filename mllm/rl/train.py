@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.language.decoding import beam_nbest, real_token_mask, teacher_inputs
+from mllm.language.decoding import beam_nbest, decode, real_token_mask, teacher_inputs
 from mllm.multimodal.data import CaptionData, augment_images
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
@@ -165,7 +165,8 @@ class SCSTTask(CaptionerTask):
             prefix = model.image_tokens(**{key: pixels})
             bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
             if r.sampler == "beam":  # the image's rl.samples best beams, with the grounding bias dev/test decode with
-                greedy = model.generate(**{key: pixels}, max_len=r.max_len, grounding=self.policy_grounding)
+                greedy = decode(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, banned=model.banned,
+                                bias=bias)[0]  # as model.generate decodes, from the image tokens already made
                 strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
                 decode_bias = model.grounding_bias(prefix, strength) if strength else None
                 samples = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples,
