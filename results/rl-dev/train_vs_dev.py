@@ -1,9 +1,10 @@
 """Greedy captions (grounding 1, as dev and test decode) of the supervised captioner and SCST seed 0 on the first
-1,000 training images and the 1,000 dev images: the share that repeat one of the image's own references word for word,
-and CIDEr-D with the SCST reward (training-set document frequencies). Output: train_vs_dev.md.
+1,000 training images and the 1,000 dev images: the share that repeat one of the image's own references word for
+word, and CIDEr-D with the SCST reward (training-set document frequencies). Output: train_vs_dev.md.
 
     python results/rl-dev/train_vs_dev.py
 """
+
 import numpy as np
 import torch
 
@@ -18,8 +19,10 @@ for run in ["runs/mllm-cpu", "runs/rl-cpu-xe-s0"]:
     data = prepare_flickr8k("data", None, image_size=model.vit.cfg.image_size)
     cap = CaptionData(data, tok, 24, 1000, 0)
     reward = CiderReward([data.captions_of(i) for i in range(len(data.images))], data.split_indices("train"))
-    for name, imgs in (("train", torch.from_numpy(data.split_indices("train")[:1000]).long()), ("dev", cap.val_images)):
-        caps = cap.captions_for(model, imgs, "greedy", 24, 1, 0.0, grounding=1.0)
-        own = [simple_tokenize(c) in {simple_tokenize(r) for r in data.captions_of(int(i))} for c, i in zip(caps, imgs)]
-        r = reward(caps, np.asarray(imgs))
-        print(run, name, "greedy = one of its own references:", np.mean(own), "CIDEr-D (train df):", r.mean().round(3))
+    train = torch.from_numpy(data.split_indices("train")[:1000]).long()
+    for name, images in (("train", train), ("dev", cap.val_images)):
+        captions = cap.captions_for(model, images, "greedy", 24, 1, 0.0, grounding=1.0)
+        own = [simple_tokenize(c) in {simple_tokenize(r) for r in data.captions_of(int(i))}
+               for c, i in zip(captions, images, strict=True)]
+        score = reward(captions, np.asarray(images)).mean()
+        print(run, name, "greedy = one of its own references:", np.mean(own), "CIDEr-D (train df):", score.round(3))
