@@ -207,7 +207,7 @@ def test_tiny_captioner_overfits_four_real_flickr8k_images(mirror, data_root):
 
 
 def _plain_beam_search(model, images, beam_size, max_len, length_penalty=0.0):
-    """The beam search `decoding.beam_search` documents, written plainly: one image at a time, every step
+    """The beam search `beams.beam_search` documents, written plainly: one image at a time, every step
     recomputed from scratch (no cache), candidates as Python lists."""
     out = []
     for image in images:

@@ -6,13 +6,12 @@ import json
 import math
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 
 from mllm.cli import main
 from mllm.evaluation.tokenize import simple_tokenize
-from mllm.language.decoding import logprobs_of, real_token_mask, teacher_inputs
+from mllm.language.decoding import logprobs_of, teacher_inputs
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.rl.reward import CiderReward
 from mllm.rl.scst import baseline_rewards, scst_loss
@@ -100,34 +99,6 @@ def test_reward_equals_cider_d_written_out_with_training_document_frequencies(mi
         reward(captions, images[:2])
 
 
-@pytest.fixture(scope="module")
-def tiny_supervised(tmp_path_factory, mirror, data_root):
-    """A tiny captioner (the rl tiny preset's model) fitted to the captions of 4 training images, saved."""
-    from mllm.data import prepare_flickr8k
-    from mllm.multimodal.train import CaptioningTask
-
-    cfg = load_config("mllm", "tiny", ["train.frozen_vision_until=0"])
-    torch.manual_seed(0)  # the same tiny captioner whatever ran before
-    task = CaptioningTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))
-    chosen = torch.from_numpy(task.split["train"][:4]).long()
-    caps = [int(c) for c in np.flatnonzero(np.isin(task.data.caption_image, chosen.numpy()))]
-    tokens = task.captions[caps]
-    targets = tokens[:, 1:].clone()
-    targets[~real_token_mask(targets, task.tokenizer.eos_id)] = -100
-    images = task.images[torch.from_numpy(task.data.caption_image[caps]).long()]
-    opt = torch.optim.AdamW(task.model.parameters(), lr=3e-3)
-    task.model.train()
-    for _ in range(200):  # a captioner that has learnt these images' captions, as SCST starts from a trained one
-        loss = task.model(tokens[:, :-1], targets, images=images)[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    path = tmp_path_factory.mktemp("supervised") / "tiny.pt"
-    torch.save({"kind": "captioner", "model": task.model.state_dict(), "config": cfg.to_dict(),
-                "extra": task.extra_state()}, path)
-    return path, chosen
-
-
 @pytest.mark.parametrize("baseline", ["greedy", "mean"])
 def test_tiny_scst_on_four_real_images_raises_their_greedy_reward(tiny_supervised, mirror, data_root, baseline,
                                                                    monkeypatch):
@@ -203,61 +174,6 @@ def test_grounded_policy_samples_scores_and_baselines_with_the_grounding_bias(ti
     assert rewards[0] != rewards[1]  # the grounded greedy captions differ from the plain ones here
     with pytest.raises(ConfigError, match="rl.grounded=true needs"):
         SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.grounded=true", "eval.grounding=0"]), data)
-
-
-def test_beam_sampler_rewards_each_images_best_beams(tiny_supervised, mirror, data_root):
-    """rl.sampler=beam: the policy term's captions are each image's rl.samples best beams, found with the grounding
-    bias that dev and test decode with."""
-    from mllm.data import prepare_flickr8k
-    from mllm.language.decoding import beam_nbest
-    from mllm.rl.train import SCSTTask
-
-    path, chosen = tiny_supervised
-    cfg = load_config("rl", "tiny", [f"init.captioner={path}", "rl.sampler=beam", "eval.grounding=2.0"])
-    task = SCSTTask(cfg, prepare_flickr8k(data_root, mirror, image_size=32))
-    model, features, r = task.model.eval(), task.features_of(chosen), cfg.rl
-    out = task.loss(model, (features, chosen, torch.arange(4)))
-    with torch.no_grad():
-        prefix = model.image_tokens(features=features)
-        beams, _ = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples, model.banned,
-                              model.grounding_bias(prefix, 2.0))
-        plain, _ = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples, model.banned)
-    assert not torch.equal(plain, beams)  # the bias changes the beams here: the test sees whether it is applied
-    want = task.reward([task.tokenizer.decode(x) for x in beams], chosen.numpy().repeat(r.samples)).mean()
-    assert float(out.metrics["reward_sample"]) == pytest.approx(float(want), abs=1e-6)
-    greedy = model.generate(features=features, max_len=r.max_len)  # the baseline's caption: the plain greedy one
-    want = task.reward([task.tokenizer.decode(g) for g in greedy], chosen.numpy()).mean()
-    assert float(out.metrics["reward_greedy"]) == pytest.approx(float(want), abs=1e-6)
-    out.total.backward()  # a loss with gradients, as for samples
-
-
-def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervised, mirror, data_root, tmp_path):
-    from mllm.data import prepare_flickr8k
-    from mllm.rl.train import SCSTTask
-
-    path, _ = tiny_supervised
-    data = prepare_flickr8k(data_root, mirror, image_size=32)
-    one = SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}"]), data)
-    three = SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.feature_views=3"]), data)
-    assert three.features.shape[0] == 3 and torch.equal(three.features[0], one.features[0])  # view 0: the image
-    assert not torch.equal(three.features[1], three.features[0]) and not torch.equal(three.features[1],
-                                                                                      three.features[2])
-    seen = set()
-    for step in (1, 2, 3):
-        pixels, images, seeds = three.batch(step, 0)
-        rows = three.captioning.feature_row[images]
-        views = [next(v for v in range(3) if torch.equal(three.features[v, r], p)) for r, p in zip(rows, pixels,
-                                                                                                 strict=True)]
-        seen.update(views)
-    assert seen == {0, 1, 2}  # every view is drawn
-    with pytest.raises(ConfigError, match="rl.feature_views=0"):
-        SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", "rl.feature_views=0"]), data)
-    state = torch.load(path, weights_only=False)  # a supervised run that did not augment: views would be copies
-    state["config"]["augment"] = {**state["config"]["augment"], "crop_padding": 0, "flip": False}
-    plain = tmp_path / "plain.pt"
-    torch.save(state, plain)
-    with pytest.raises(ConfigError, match="did not augment"):
-        SCSTTask(load_config("rl", "tiny", [f"init.captioner={plain}", "rl.feature_views=2"]), data)
 
 
 def test_train_rl_end_to_end_and_the_mismatch_error(tiny_supervised, tmp_path, mirror, data_root, capsys):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mllm.checkpoint import load_checkpoint, load_weights
-from mllm.language.decoding import PrefixAttention, attention_of, beam_search, decode, token_logprobs
+from mllm.language.beams import beam_search
+from mllm.language.decoding import PrefixAttention, attention_of, decode, token_logprobs
 from mllm.language.gpt import GPT, GPTConfig
 from mllm.vision.vit import ViT, ViTConfig
 

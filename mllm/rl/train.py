@@ -35,7 +35,8 @@ from torch import Tensor, nn
 
 from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mllm.data import Flickr8k
-from mllm.language.decoding import beam_nbest, decode, real_token_mask, teacher_inputs
+from mllm.language.beams import beam_nbest
+from mllm.language.decoding import decode, real_token_mask, teacher_inputs
 from mllm.multimodal.data import CaptionData, augment_images
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
