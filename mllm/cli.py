@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length-penalty", type=float, default=None, help="default: the run's eval.length_penalty")
     p.add_argument("--grounding", type=float, default=None,
                    help="grounded decoding's strength (needs the grounding head); default: the run's eval.grounding")
+    p.add_argument("--no-repeat", type=int, default=None,
+                   help="n > 0: no caption repeats one of its own n-grams (0: off); default: the run's eval.no_repeat")
     p.add_argument("--max-len", type=int, default=None,
                    help="tokens per caption (char captioners: characters); default: the run's eval.max_len")
     p.add_argument("--attention", metavar="OUT.png", default=None,

@@ -2,9 +2,10 @@
 
     python scripts/dev_decode.py runs/mllm-dev-px64r4-s0 --beam 1 3 --length-penalty 0 0.5 1 [--out F.json]
 
-Every combination of beam size (1: greedy) and length penalty decodes the first --images dev images and is scored
-with `caption_metrics` (PTB tokenizer, BLEU, ROUGE-L, CIDEr-D; METEOR off for speed) and `diagnose` (variety and
-object hallucination). A choice of decoding is made here, on dev; the test split is never read.
+Every combination of beam size (1: greedy), length penalty, grounding strength and no-repeat n-gram size decodes
+the first --images dev images and is scored with `caption_metrics` (PTB tokenizer, BLEU, ROUGE-L, CIDEr-D; METEOR
+off for speed) and `diagnose` (variety and object hallucination). A choice of decoding is made here, on dev; the
+test split is never read.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     p.add_argument("--length-penalty", type=float, nargs="+", default=[0.0], help="beam length penalties")
     p.add_argument("--grounding", type=float, nargs="+", default=[0.0],
                    help="grounded-decoding strengths (the model needs its grounding head; default 0: off)")
+    p.add_argument("--no-repeat", type=int, nargs="+", default=[0],
+                   help="n-gram sizes a caption may not repeat (0: off; default 0)")
     p.add_argument("--images", type=int, default=1000, help="first N dev images (default 1000, the whole split)")
     p.add_argument("--data-root", default="data")
     p.add_argument("--mirror", default=None)
@@ -52,19 +55,20 @@ def main() -> None:
         words, _ = CaptioningTask._grounding_targets(data, model.cfg.aux_words)
         model.cfg.aux_word_ids = tuple(tokenizer.stoi.get(w, tokenizer.unk_id) for w in words)
     rows = {}
-    settings = [(b, lp, g) for b in args.beam for lp in ([0.0] if b == 1 else args.length_penalty)
-                for g in args.grounding]
-    for beam, penalty, grounding in settings:
+    settings = [(b, lp, g, n) for b in args.beam for lp in ([0.0] if b == 1 else args.length_penalty)
+                for g in args.grounding for n in args.no_repeat]
+    for beam, penalty, grounding, no_repeat in settings:
         start = time.time()
         captions = captioning.captions_for(model, images, "greedy" if beam == 1 else "beam",
-                                           model.decoding["max_len"], beam, penalty, grounding=grounding)
+                                           model.decoding["max_len"], beam, penalty, grounding=grounding,
+                                           no_repeat=no_repeat)
         row = caption_metrics(dict(zip(names, captions, strict=True)), refs, meteor=False)
         row.update(diagnose(captions, [refs[n] for n in names], train_captions))
         row["mean_words"] = float(np.mean([len(c.split()) for c in captions]))
         row["seconds"] = time.time() - start
-        row.update(beam=beam, length_penalty=penalty, grounding=grounding)
+        row.update(beam=beam, length_penalty=penalty, grounding=grounding, no_repeat=no_repeat)
         name = ("greedy" if beam == 1 else f"beam {beam}, length penalty {penalty:g}") + \
-            (f", grounding {grounding:g}" if grounding else "")
+            (f", grounding {grounding:g}" if grounding else "") + (f", no repeat {no_repeat}" if no_repeat else "")
         rows[name] = row
         print(f"{name:32s} CIDEr-D {row['CIDEr-D']:.4f}  BLEU-4 {row['BLEU-4']:.4f}  words {row['mean_words']:.2f}"
               f"  distinct {row['distinct_candidates']}  halluc/caption {row['hallucination_per_caption']:.3f}"

@@ -8,12 +8,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .decoding import NEG_INF, ban_tokens, check_room, real_token_mask
+from .decoding import NEG_INF, ban_tokens, check_room, real_token_mask, repeat_mask
 
 
 @torch.no_grad()
 def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int = 3,
-                length_penalty: float = 0.0, banned: tuple[int, ...] = (), bias: Tensor | None = None) -> Tensor:
+                length_penalty: float = 0.0, banned: tuple[int, ...] = (), bias: Tensor | None = None,
+                no_repeat: int = 0) -> Tensor:
     """Beam search after `prefix` [B, P, D]: tokens [B, L] of each row's best caption.
 
     Each step the K live beams of a row propose their 2K best continuations. A continuation that ends
@@ -24,6 +25,7 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
     heuristic above 0, where a longer length can still raise it); at max_len the live beams compete too.
     Beam size 1 is greedy. All B * K beams run as one batch through the key/value cache, reordered as
     beams are chosen. `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's log-probabilities.
+    `no_repeat` n > 0: no beam continues with a token that repeats one of its own n-grams (`repeat_mask`).
     """
     b, k = prefix.shape[0], beam_size
     device = prefix.device
@@ -44,6 +46,8 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
         if beam_bias is not None:
             logp = logp + beam_bias
         vocab = logp.shape[-1]
+        if no_repeat > 0:
+            logp = logp.masked_fill(repeat_mask(tokens.view(b * k, t), no_repeat, vocab), NEG_INF)
         top, flat = (scores[..., None] + logp.view(b, k, vocab)).view(b, -1).topk(2 * k, dim=-1)
         parent, token = flat // vocab, flat % vocab
         history = tokens.gather(1, parent[..., None].expand(b, 2 * k, t))  # [B, 2K, t]

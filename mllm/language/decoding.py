@@ -95,6 +95,19 @@ def ban_tokens(logits: Tensor, banned: tuple[int, ...]) -> Tensor:
     return logits.index_fill(-1, torch.tensor(banned, device=logits.device), NEG_INF) if banned else logits
 
 
+def repeat_mask(history: Tensor, n: int, vocab: int) -> Tensor:
+    """history [R, t] (the tokens decoded so far) -> bool [R, V]: True at each token that would repeat an n-gram
+    already in its row (the row's last n - 1 tokens were seen before, followed by that token). n = 0: none."""
+    r, t = history.shape
+    mask = torch.zeros(r, vocab, dtype=torch.bool, device=history.device)
+    if n <= 0 or t < n:
+        return mask
+    grams = history.unfold(1, n, 1)  # [R, t - n + 1, n]: every n-gram so far
+    seen = (grams[..., :-1] == history[:, t - n + 1 :, None].transpose(1, 2)).all(-1)  # its first n-1 = the tail
+    hits = torch.zeros(r, vocab, dtype=torch.long, device=history.device).scatter_add_(1, grams[..., -1], seen.long())
+    return hits > 0
+
+
 def check_room(gpt, prefix_len: int, max_len: int) -> None:
     if prefix_len + 1 + max_len > gpt.cfg.context:
         raise ValueError(f"prefix ({prefix_len}) + begin token + max_len ({max_len}) exceed the language model's "
@@ -112,7 +125,7 @@ def real_token_mask(tokens: Tensor, eos_id: int) -> Tensor:
 def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, temperature: float = 0.0,
            top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
            batch_size: int | None = None, use_cache: bool = True, banned: tuple[int, ...] = (),
-           attention: bool = False, bias: Tensor | None = None) -> tuple[Tensor, ...]:
+           attention: bool = False, bias: Tensor | None = None, no_repeat: int = 0) -> tuple[Tensor, ...]:
     """Greedy (temperature 0) or sampled decoding of B sequences after `prefix` [B, P, D] and a begin token.
 
     Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
@@ -121,9 +134,12 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
     With `attention`, also each token's `PrefixAttention`, recorded in the same passes that chose the tokens.
     `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's logits before the greedy choice
     (greedy only: sampled log-probabilities must stay those of the model, as `token_logprobs` computes them).
+    `no_repeat` n > 0 (greedy only, likewise): no row repeats an n-gram of its own (`repeat_mask`).
     """
     if bias is not None and temperature > 0:
         raise ValueError("a decoding bias is for greedy decoding (temperature 0); sampling takes none")
+    if no_repeat > 0 and temperature > 0:
+        raise ValueError("no_repeat is for greedy decoding (temperature 0) and beam search; sampling takes none")
     b = prefix.shape[0] if prefix is not None else (batch_size or 1)
     device = next(gpt.parameters()).device
     check_room(gpt, 0 if prefix is None else prefix.shape[1], max_len)
@@ -139,6 +155,8 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
         last = ban_tokens(logits[:, -1].float(), banned)
         if bias is not None:
             last = last + bias
+        if no_repeat > 0:
+            last = last.masked_fill(repeat_mask(tokens[:, 1:], no_repeat, last.shape[-1]), NEG_INF)
         nxt = sample(last, temperature, top_k, top_p, generator)
         nxt = torch.where(done[:, None], torch.full_like(nxt, eos_id), nxt)
         scaled = last / (temperature if temperature > 0 else 1.0)

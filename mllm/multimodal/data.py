@@ -175,13 +175,14 @@ class CaptionData:
     @torch.no_grad()
     def captions_for(self, model: Captioner, image_indices: np.ndarray, strategy: str = "greedy", max_len: int = 24,
                      beam_size: int = 3, length_penalty: float = 0.0, batch_size: int = 250,
-                     grounding: float = 0.0) -> list[str]:
-        """Decoded captions (text) for dataset images, in batches of batch_size (grounding: `Captioner.generate`)."""
+                     grounding: float = 0.0, no_repeat: int = 0) -> list[str]:
+        """Decoded captions (text) for dataset images, in batches of batch_size (grounding, no_repeat:
+        `Captioner.generate`)."""
         device, out = next(model.parameters()).device, []
         for i in range(0, len(image_indices), batch_size):
             images = self.images[torch.from_numpy(np.asarray(image_indices[i : i + batch_size])).long()].to(device)
             ids = model.generate(images, max_len=max_len, strategy=strategy, beam_size=beam_size,
-                                 length_penalty=length_penalty, grounding=grounding)
+                                 length_penalty=length_penalty, grounding=grounding, no_repeat=no_repeat)
             out += [self.tokenizer.decode(row) for row in ids.cpu()]
         return out
 

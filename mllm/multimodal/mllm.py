@@ -126,7 +126,8 @@ class Captioner(nn.Module):
     def generate(self, images: Tensor | None = None, features: Tensor | None = None, max_len: int = 20,
                  strategy: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
                  beam_size: int = 3, length_penalty: float = 0.0, generator: torch.Generator | None = None,
-                 attention: bool = False, grounding: float = 0.0) -> Tensor | tuple[Tensor, PrefixAttention]:
+                 attention: bool = False, grounding: float = 0.0, no_repeat: int = 0
+                 ) -> Tensor | tuple[Tensor, PrefixAttention]:
         """Caption token ids [B, L] (each row up to its end token, then end tokens) by greedy decoding,
         sampling (temperature, top-k) or beam search (beam size, length penalty), with the key/value cache.
 
@@ -134,21 +135,25 @@ class Captioner(nn.Module):
         over the P image tokens): recorded in the decoding passes themselves for greedy and sampling, and for
         beam search from one teacher-forced pass over the chosen captions (the same numbers, as the key/value
         cache is exact). `grounding` > 0 (grounded decoding): every content word's score also gets `grounding`
-        x the log-probability the grounding head gives it for this image (`grounding_bias`).
+        x the log-probability the grounding head gives it for this image (`grounding_bias`). `no_repeat` n > 0
+        (greedy and beam): no caption repeats one of its own n-grams ("a red shirt and a red shirt").
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if grounding < 0:
             raise ValueError(f"grounding must be >= 0 (0: off), got {grounding}")
+        if no_repeat < 0 or (no_repeat > 0 and strategy == "sample"):
+            raise ValueError(f"no_repeat must be >= 0 (0: off) and is for greedy or beam decoding; got {no_repeat} "
+                             f"with strategy {strategy!r}")
         prefix = self.image_tokens(images, features)
         bias = self.grounding_bias(prefix, grounding) if grounding > 0 else None
         if strategy == "beam":
             ids = beam_search(self.gpt, prefix, self.bos_id, self.eos_id, max_len, beam_size, length_penalty,
-                              self.banned, bias)
+                              self.banned, bias, no_repeat)
             return (ids, attention_of(self.gpt, prefix, ids, self.bos_id)) if attention else ids
         t = temperature if strategy == "sample" else 0.0
         out = decode(self.gpt, prefix, self.bos_id, self.eos_id, max_len, t, top_k, generator=generator,
-                     banned=self.banned, attention=attention, bias=bias)
+                     banned=self.banned, attention=attention, bias=bias, no_repeat=no_repeat)
         return (out[0], out[2]) if attention else out[0]
 
     def grounding_bias(self, image_tokens: Tensor, strength: float) -> Tensor:
@@ -184,13 +189,14 @@ class Captioner(nn.Module):
         return token_logprobs(self.gpt, prefix, tokens, self.bos_id, self.eos_id, temperature, self.banned)
 
 
-DECODING_DEFAULTS = {"max_len": 24, "beam_size": 3, "length_penalty": 0.0, "grounding": 0.0}
+DECODING_DEFAULTS = {"max_len": 24, "beam_size": 3, "length_penalty": 0.0, "grounding": 0.0, "no_repeat": 0}
 
 
 def load_captioner(path: str | Path, device: str | torch.device = "cpu") -> tuple[Captioner, Any]:
     """A trained captioner (eval mode) and its caption tokenizer, from a run folder or .pt file.
 
-    `model.decoding` holds the run's own decoding settings (eval.max_len, beam_size, length_penalty, grounding)."""
+    `model.decoding` holds the run's own decoding settings (eval.max_len, beam_size, length_penalty, grounding,
+    no_repeat)."""
     state = load_checkpoint(path, "captioner", device)
     model = Captioner(CaptionerConfig(**state["extra"]["model_config"]))
     load_weights(model, state["model"], state["path"])

@@ -109,7 +109,8 @@ class CaptionerTask(Task):
         """Decoded captions (text) for dataset images, with the run's eval settings."""
         e = self.cfg.eval
         return self.captioning.captions_for(model, image_indices, strategy, e.max_len, e.beam_size,
-                                            e.length_penalty, e.batch_size, e.grounding if model.cfg.aux_words else 0.0)
+                                            e.length_penalty, e.batch_size, e.grounding if model.cfg.aux_words else 0.0,
+                                            e.get("no_repeat", 0))
 
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
         """Cross-entropy per caption token over the captions of the val images (`CaptionData.dev_loss`)."""
