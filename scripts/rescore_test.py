@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the new report (must not hold one)")
     p.add_argument("--mirror", default=None, help="where the data archives are now (default: the run's)")
     p.add_argument("overrides", nargs="*", help="eval.KEY=VALUE settings, e.g. eval.no_repeat=2")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     bad = [o for o in args.overrides if not o.startswith("eval.") or o.startswith(("eval.test=", "eval.test_images="))]
     if bad:
         raise SystemExit(f"only decoding settings (eval.*, not the test split's size) may change here: {bad}")
