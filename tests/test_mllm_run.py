@@ -87,7 +87,8 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith(f"{image}: ") and lines[1].startswith(f"{name}: ")
     assert load_captioner(mllm_run)[0].decoding == {"max_len": 8, "beam_size": 3, "length_penalty": 0.0,
-                                                  "grounding": 1.0}  # the tiny preset decodes grounded
+                                                  "grounding": 1.0,  # the tiny preset decodes grounded,
+                                                  "no_repeat": 2}  # without repeated bigrams
     assert all(len(line.split(": ", 1)[1].split()) <= 8 for line in lines)  # the run's eval.max_len (tiny: 8)
     out = tmp_path / "maps.png"
     assert main(["caption", str(mllm_run), "--flickr", name, "--data-mirror", str(mirror), "--data-root",
