@@ -7,6 +7,7 @@
 #   px64r4f  as px64r4 with the ViT frozen throughout (cached features only: every step is a cheap one)
 #   px64r4fg as px64r4f with the grounding head over the 1,000 most frequent content words
 #   px64r4fgb as px64r4fg with captions batched by length (train.length_pool=50: less padding)
+#   px64r4fgbw as px64r4fgb, run after length-pooled batches divide their loss by a fixed count (every token alike)
 #   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
@@ -22,6 +23,7 @@ declare -A OPTIONS=(
   [px64r4f]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0"
   [px64r4fg]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0 model.grounding_words=1000"
   [px64r4fgb]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0 model.grounding_words=1000 train.length_pool=50"
+  [px64r4fgbw]="model.image_size=64 model.reduce_factor=4 train.frozen_vision_until=1.0 model.grounding_words=1000 train.length_pool=50"
   [px64p8]="model.image_size=64 model.vision.patch_size=8"
   [ground]="model.grounding_words=1000"
 )

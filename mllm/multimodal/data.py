@@ -131,14 +131,20 @@ class CaptionData:
         """The k-th batch of training captions (a fresh permutation each epoch; with pool > 1, captions of similar
         length, `bucketed_indices`): inputs [B, T], targets [B, T] (`caption_targets`, cut to the longest caption)
         and each caption's image index [B]."""
-        if self._train_lengths is None:
-            self._train_lengths = (self.captions[torch.from_numpy(self.train_caps)] != self.tokenizer.eos_id).sum(1)
-        rows = bucketed_indices(self._train_lengths, batch_size, k, seed, pool)
+        rows = bucketed_indices(self.train_lengths, batch_size, k, seed, pool)
         idx = torch.from_numpy(self.train_caps)[rows]
         tokens = self.captions[idx]
         length = int((tokens != self.tokenizer.eos_id)[:, 1:].sum(1).max()) + 2  # BOS .. EOS of the longest
         inputs, targets = caption_targets(tokens[:, :length], self.tokenizer.eos_id)
         return inputs, targets, torch.from_numpy(self.data.caption_image[idx.numpy()]).long()
+
+    @property
+    def train_lengths(self) -> Tensor:
+        """[N] the target tokens of each training caption (its words and the end token)."""
+        if self._train_lengths is None:
+            _, targets = caption_targets(self.captions[torch.from_numpy(self.train_caps)], self.tokenizer.eos_id)
+            self._train_lengths = (targets != -100).sum(1)
+        return self._train_lengths
 
     def image_batch(self, k: int, batch_size: int, seed: int) -> Tensor:
         """Image indices [B] of the k-th batch of training images (a fresh permutation each epoch)."""

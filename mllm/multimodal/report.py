@@ -83,13 +83,15 @@ def diagnostics_table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def attention_figures(task, model, image_indices: np.ndarray, photos: list[np.ndarray], run_dir: Path) -> list[str]:
-    """attention_{k}.png: per-word attention maps of the greedy caption of each given dataset image."""
+    """attention_{k}.png: per-word attention maps of the greedy caption of each given dataset image, decoded as the
+    report's greedy captions are (the run's eval.grounding and eval.no_repeat)."""
     if task.cfg.model.blind:
         return []
-    device, out = next(model.parameters()).device, []
+    device, out, e = next(model.parameters()).device, [], task.cfg.eval
     for k, (index, photo) in enumerate(zip(image_indices.tolist(), photos, strict=True)):
-        ids, att = model.generate(task.images[index][None].to(device), max_len=task.cfg.eval.max_len,
-                                  attention=True)
+        ids, att = model.generate(task.images[index][None].to(device), max_len=e.max_len, attention=True,
+                                  grounding=e.grounding if model.cfg.aux_words else 0.0,
+                                  no_repeat=e.get("no_repeat", 0))
         words = task.tokenizer.decode(ids[0].cpu()).split()
         n = min(len(words) + 1, ids.shape[1])  # the words and the end token, if it came
         attention_figure(photo, task.data.images[index], (words + ["<end>"])[:n], att.maps[0, :, :n].cpu(),

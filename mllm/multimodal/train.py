@@ -232,17 +232,29 @@ class CaptioningTask(CaptionerTask):
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
         """Cross-entropy per caption token, plus grounding_weight x the content-word loss (`content_word_loss`)
         when the grounding head is on, each caption's image weighing as much as the caption has tokens: both are
-        sums over tokens, so the loop's mean is the same for any split of the batch (micro-batches, processes)."""
+        sums over tokens, so the loop's mean is the same for any split of the batch (micro-batches, processes).
+        With train.length_pool > 1 a batch holds captions of similar length, and dividing by its own token count
+        would weigh a token of a short-caption batch more than one of a long-caption batch: the count is then
+        the batch's captions x the mean target tokens of a training caption, the same for every batch, so that
+        every token weighs alike over an epoch (and the logged loss is that estimate of the mean per token)."""
         pixels, captions, targets = batch[:3]
         images, features = (pixels, None) if pixels.dtype == torch.uint8 else (None, pixels)
         if len(batch) == 3:
             logits, _ = model(captions, images=images, features=features)
-            return LossOutput(*caption_token_loss(logits, targets))
+            total, count = caption_token_loss(logits, targets)
+            return LossOutput(total, self._count(targets, count))
         logits, _, words = model(captions, images=images, features=features, words=True)
         total, count = caption_token_loss(logits, targets)
+        count = self._count(targets, count)
         grounding = content_word_loss(words, batch[3], weights=(targets != -100).sum(1).float())
         return LossOutput(total + self.cfg.train.grounding_weight * grounding, count,
                           {"grounding": grounding.detach() / count})
+
+    def _count(self, targets: Tensor, tokens: Tensor) -> Tensor | float:
+        """What a batch's summed loss is divided by: its tokens, or for length-pooled batches their expected number."""
+        if self.cfg.train.length_pool <= 1:
+            return tokens
+        return targets.shape[0] * float(self.captioning.train_lengths.float().mean())
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         if not self.cfg.eval.test:  # an ablation compared on dev: the test split stays unseen
