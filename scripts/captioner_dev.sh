@@ -7,7 +7,8 @@
 #   px64r4f  as px64r4 with the ViT frozen throughout (cached features only: every step is a cheap one)
 #   px64r4fg as px64r4f with the grounding head over the 1,000 most frequent content words
 #   px64r4fgb as px64r4fg with captions batched by length (train.length_pool=50: less padding)
-#   px64r4fgbw as px64r4fgb, run after length-pooled batches divide their loss by a fixed count (every token alike)
+#   px64r4fgbw as px64r4fgb, run at commit d46a7ff, whose length-pooled batches divided their loss by a fixed count
+#            (since removed: it changed nothing on dev; the same options now reproduce px64r4fgb)
 #   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to

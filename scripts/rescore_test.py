@@ -42,8 +42,11 @@ def main() -> None:
         raise SystemExit(f"{args.out} already holds a report; choose another --out")
     saved = json.loads((args.run / "config.json").read_text())
     is_rl = "rl" in saved
-    saved, added = with_added_keys(saved, "configs/rl.yaml" if is_rl else "configs/mllm.yaml")
+    saved, added = with_added_keys(saved, "rl" if is_rl else "mllm")
     cfg: Config = apply_overrides(saved, args.overrides)
+    if not cfg.eval.test:
+        raise SystemExit(f"{args.run} is a run with eval.test=false (compared on dev only): its test split stays "
+                         "unread")
     if args.mirror:
         cfg.data.mirror = args.mirror
     start = time.time()

@@ -39,31 +39,6 @@ def test_train_mllm_tiny_writes_the_report(mllm_run):
     assert len(marks) == 6
 
 
-def test_length_pooled_batches_weigh_every_token_alike(mirror, data_root):
-    """Batches of similar-length captions (train.length_pool > 1) divide their summed loss by the same count, the
-    captions x the mean target tokens of a training caption; plain batches by their own tokens."""
-    from mllm.data import prepare_flickr8k
-    from mllm.multimodal.data import caption_targets
-    from mllm.multimodal.train import CaptioningTask
-
-    data = prepare_flickr8k(data_root, mirror, image_size=32)
-    pooled = CaptioningTask(load_config("mllm", "tiny", ["train.length_pool=4"]), data)
-    captioning = pooled.captioning
-    _, targets = caption_targets(captioning.captions[torch.from_numpy(captioning.train_caps)], pooled.tokenizer.eos_id)
-    assert torch.equal(captioning.train_lengths, (targets != -100).sum(1))  # each caption's target tokens
-    mean = float(captioning.train_lengths.float().mean())
-    tokens = []
-    with torch.no_grad():
-        for step in (1, 2, 3, 4):
-            batch = pooled.batch(step, 0)
-            assert pooled.loss(pooled.model, batch).count == pytest.approx(len(batch[1]) * mean)
-            tokens.append(int((batch[2] != -100).sum()))
-        assert len(set(tokens)) > 1  # the batches do differ in length
-        plain = CaptioningTask(load_config("mllm", "tiny", ["train.length_pool=1"]), data)
-        batch = plain.batch(1, 0)
-        assert int(plain.loss(plain.model, batch).count) == int((batch[2] != -100).sum())
-
-
 def test_training_batches_frozen_then_full(mirror, data_root):
     """Frozen steps: cached features of an augmented view (view 0 = the image itself); later steps: augmented
     uint8 images. Captions BOS w_1 .., targets w_1 .. EOS then -100; the same step gives the same batch."""

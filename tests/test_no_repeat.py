@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mllm.language.decoding import repeat_mask
+from mllm.language.beams import beam_nbest
+from mllm.language.decoding import decode, repeat_mask
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 
 VISION = dict(image_size=16, patch_size=4, d_model=32, num_layers=1, num_heads=2)
@@ -50,13 +51,17 @@ def repetitive() -> tuple[Captioner, torch.Tensor]:
 def test_greedy_and_beam_captions_repeat_no_ngram(repetitive):
     model, images = repetitive
     plain = [_caption(r) for r in model.generate(images, max_len=20)]
-    assert any(len(set(_ngrams(c, 2))) < len(_ngrams(c, 2)) for c in plain)  # there is something to remove
+    for n in (2, 3):  # there is something to remove
+        assert any(len(set(_ngrams(c, n))) < len(_ngrams(c, n)) for c in plain), n
     for n in (2, 3):
         for strategy in ("greedy", "beam"):
             for row in model.generate(images, max_len=20, strategy=strategy, beam_size=3, no_repeat=n):
                 grams = _ngrams(_caption(row), n)
                 assert len(set(grams)) == len(grams), (strategy, n, row)
     # a caption with no repetition is left as it was; an n-gram longer than any caption bans nothing
+    banned = [_caption(r) for r in model.generate(images, max_len=20, no_repeat=2)]
+    clean = [i for i, c in enumerate(plain) if len(set(_ngrams(c, 2))) == len(_ngrams(c, 2))]
+    assert clean and all(banned[i] == plain[i] for i in clean)
     assert torch.equal(model.generate(images, max_len=20, no_repeat=21), model.generate(images, max_len=20))
     # beam size 1 is greedy, with the ban too
     assert torch.equal(model.generate(images, max_len=20, strategy="beam", beam_size=1, no_repeat=2),
@@ -81,6 +86,18 @@ def test_greedy_no_repeat_equals_a_hand_loop(repetitive):
         assert _caption(mine) == _caption(hand)
 
 
+def test_nbest_beams_repeat_no_ngram(repetitive):
+    model, images = repetitive
+    prefix = model.image_tokens(images)
+    plain, _ = beam_nbest(model.gpt, prefix, 0, 1, 20, 4)
+    assert any(len(set(_ngrams(_caption(r), 2))) < len(_ngrams(_caption(r), 2)) for r in plain)
+    tokens, _ = beam_nbest(model.gpt, prefix, 0, 1, 20, 4, no_repeat=2)
+    for row in tokens:
+        grams = _ngrams(_caption(row), 2)
+        assert len(set(grams)) == len(grams), row
+    assert len({tuple(_caption(r)) for r in tokens[:4]}) == 4  # still 4 different captions of one image
+
+
 def test_no_repeat_is_for_greedy_and_beam():
     model = Captioner(CaptionerConfig(VISION, TEXT, bos_id=0, eos_id=1)).eval()
     images = torch.zeros(1, 16, 16, 3, dtype=torch.uint8)
@@ -88,3 +105,17 @@ def test_no_repeat_is_for_greedy_and_beam():
         model.generate(images, max_len=4, strategy="sample", no_repeat=3)
     with pytest.raises(ValueError, match="no_repeat must be >= 0"):
         model.generate(images, max_len=4, no_repeat=-1)
+    with pytest.raises(ValueError, match="sampling takes none"):
+        decode(model.gpt, model.image_tokens(images), 0, 1, 4, temperature=1.0, no_repeat=2)
+
+
+def test_a_char_captioner_refuses_no_repeat(mirror, data_root):
+    """A char captioner's tokens are letters: n-gram bans would forbid every repeated pair of letters."""
+    from mllm.data import prepare_flickr8k
+    from mllm.multimodal.train import CaptioningTask
+    from mllm.training.config import ConfigError, load_config
+
+    cfg = load_config("mllm", "tiny", ["model.tokenizer=char", "model.grounding_words=0", "eval.grounding=0",
+                                       "eval.no_repeat=2"])
+    with pytest.raises(ConfigError, match="characters"):
+        CaptioningTask(cfg, prepare_flickr8k(data_root, mirror, image_size=cfg.model.image_size))

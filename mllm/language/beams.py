@@ -76,7 +76,8 @@ def beam_search(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, bea
 
 @torch.no_grad()
 def beam_nbest(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam_size: int,
-               banned: tuple[int, ...] = (), bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               banned: tuple[int, ...] = (), bias: Tensor | None = None, no_repeat: int = 0
+               ) -> tuple[Tensor, Tensor]:
     """The `beam_size` best captions of each of B images found by one beam search after `prefix` [B, P, D]:
     tokens [B*K, L <= max_len] (image-major, each row up to its end token and end tokens after it) and their
     summed log-probabilities [B, K], best first (plus `bias` [B, V] at every token, as `beam_search` adds it).
@@ -85,6 +86,7 @@ def beam_nbest(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam
     caption here keeps its place among the K: its one continuation is the end token at log-probability 0, so
     its score stays fixed, and the search stops when all K have finished (or at max_len, the unfinished ones cut
     there). The K rows are distinct captions. The image positions run once per image (`GPT.shared_prefix`).
+    `no_repeat` n > 0: no beam repeats one of its own n-grams, as in `beam_search`.
     """
     b, k = prefix.shape[0], beam_size
     device = prefix.device
@@ -100,6 +102,8 @@ def beam_nbest(gpt, prefix: Tensor, bos_id: int, eos_id: int, max_len: int, beam
     only_end = None
     for t in range(max_len):
         logp = ban_tokens(logits[:, -1].float(), banned).log_softmax(-1) + beam_bias  # [B*K, V]
+        if no_repeat > 0:  # (finished beams' rows are replaced just below)
+            logp = logp.masked_fill(repeat_mask(tokens.reshape(b * k, t), no_repeat, logp.shape[-1]), NEG_INF)
         if only_end is None:
             only_end = torch.full_like(logp[0], NEG_INF).index_fill(0, torch.tensor([eos_id], device=device), 0.0)
         logp = torch.where(finished.view(-1, 1), only_end, logp)

@@ -130,7 +130,8 @@ def decode(gpt, prefix: Tensor | None, bos_id: int, eos_id: int, max_len: int, t
 
     Returns tokens [B, L <= max_len] and their log-probabilities [B, L] under the sampling distribution
     (softmax of logits / temperature with the `banned` tokens removed, before top-k/top-p filtering;
-    temperature 1 for greedy). Rows stop at their end token; decoding stops when every row has.
+    temperature 1 for greedy, with the `bias` and `no_repeat` applied). Rows stop at their end token; decoding
+    stops when every row has.
     With `attention`, also each token's `PrefixAttention`, recorded in the same passes that chose the tokens.
     `bias` [B, V] (<= 0, e.g. a grounding prior) is added to every step's logits before the greedy choice
     (greedy only: sampled log-probabilities must stay those of the model, as `token_logprobs` computes them).

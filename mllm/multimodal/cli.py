@@ -12,6 +12,7 @@ from mllm.data.download import default_mirror
 from mllm.data.images import load_image
 
 from .mllm import load_captioner
+from .tokenizer import WordTokenizer
 
 
 def train_mllm(args: argparse.Namespace) -> int:
@@ -64,6 +65,9 @@ def caption(args: argparse.Namespace) -> int:
     if args.attention and model.num_image_tokens == 0:
         raise ValueError("--attention: this captioner is blind (no image tokens), so there is nothing to draw")
     settings = {k: v if (v := getattr(args, k)) is not None else model.decoding[k] for k in model.decoding}
+    if settings["no_repeat"] and not isinstance(tokenizer, WordTokenizer):
+        raise ValueError(f"--no-repeat {settings['no_repeat']} counts tokens, and this captioner's tokens are "
+                         f"characters: it would ban every repeated run of letters; use --no-repeat 0")
     pixels = torch.from_numpy(np.stack(images)).to(args.device)
     ids = model.generate(pixels, strategy=args.strategy, attention=bool(args.attention), **settings)
     ids, att = ids if args.attention else (ids, None)

@@ -140,10 +140,9 @@ class CaptionData:
 
     @property
     def train_lengths(self) -> Tensor:
-        """[N] the target tokens of each training caption (its words and the end token)."""
+        """[N] the tokens of each training caption (the begin token and its words), what length pools sort by."""
         if self._train_lengths is None:
-            _, targets = caption_targets(self.captions[torch.from_numpy(self.train_caps)], self.tokenizer.eos_id)
-            self._train_lengths = (targets != -100).sum(1)
+            self._train_lengths = (self.captions[torch.from_numpy(self.train_caps)] != self.tokenizer.eos_id).sum(1)
         return self._train_lengths
 
     def image_batch(self, k: int, batch_size: int, seed: int) -> Tensor:

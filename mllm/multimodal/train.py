@@ -63,6 +63,10 @@ class CaptionerTask(Task):
         self.cfg, self.model, self.captioning = cfg, model, captioning
         self._check_context(lengths)
         self._check_grounding()
+        if cfg.eval.no_repeat and cfg.model.tokenizer == "char":
+            raise ConfigError(f"eval.no_repeat={cfg.eval.no_repeat} counts tokens, and a char captioner's tokens are "
+                              f"characters: it would ban every repeated run of {cfg.eval.no_repeat} letters; set "
+                              f"eval.no_repeat=0 (the cpu-char presets do)")
         self.model.vit.head.requires_grad_(False)  # the classifier head plays no part in captioning
 
     # the data object's parts, under the names the tasks and their reports use
@@ -110,7 +114,7 @@ class CaptionerTask(Task):
         e = self.cfg.eval
         return self.captioning.captions_for(model, image_indices, strategy, e.max_len, e.beam_size,
                                             e.length_penalty, e.batch_size, e.grounding if model.cfg.aux_words else 0.0,
-                                            e.get("no_repeat", 0))
+                                            e.no_repeat)
 
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
         """Cross-entropy per caption token over the captions of the val images (`CaptionData.dev_loss`)."""
@@ -232,29 +236,17 @@ class CaptioningTask(CaptionerTask):
     def loss(self, model: nn.Module, batch: tuple[Tensor, ...]) -> LossOutput:
         """Cross-entropy per caption token, plus grounding_weight x the content-word loss (`content_word_loss`)
         when the grounding head is on, each caption's image weighing as much as the caption has tokens: both are
-        sums over tokens, so the loop's mean is the same for any split of the batch (micro-batches, processes).
-        With train.length_pool > 1 a batch holds captions of similar length, and dividing by its own token count
-        would weigh a token of a short-caption batch more than one of a long-caption batch: the count is then
-        the batch's captions x the mean target tokens of a training caption, the same for every batch, so that
-        every token weighs alike over an epoch (and the logged loss is that estimate of the mean per token)."""
+        sums over tokens, so the loop's mean is the same for any split of the batch (micro-batches, processes)."""
         pixels, captions, targets = batch[:3]
         images, features = (pixels, None) if pixels.dtype == torch.uint8 else (None, pixels)
         if len(batch) == 3:
             logits, _ = model(captions, images=images, features=features)
-            total, count = caption_token_loss(logits, targets)
-            return LossOutput(total, self._count(targets, count))
+            return LossOutput(*caption_token_loss(logits, targets))
         logits, _, words = model(captions, images=images, features=features, words=True)
         total, count = caption_token_loss(logits, targets)
-        count = self._count(targets, count)
         grounding = content_word_loss(words, batch[3], weights=(targets != -100).sum(1).float())
         return LossOutput(total + self.cfg.train.grounding_weight * grounding, count,
                           {"grounding": grounding.detach() / count})
-
-    def _count(self, targets: Tensor, tokens: Tensor) -> Tensor | float:
-        """What a batch's summed loss is divided by: its tokens, or for length-pooled batches their expected number."""
-        if self.cfg.train.length_pool <= 1:
-            return tokens
-        return targets.shape[0] * float(self.captioning.train_lengths.float().mean())
 
     def finish(self, model: nn.Module, run_dir: Path, log) -> dict[str, Any]:
         if not self.cfg.eval.test:  # an ablation compared on dev: the test split stays unseen

@@ -2,12 +2,12 @@
 
 Each step takes `train.batch_size` training images. For each: n captions sampled at `rl.temperature` (from the top
 `rl.top_k` tokens when above 0; each image with its own seed, `sampling.py`), or with `rl.sampler=beam` its n best
-beams (`beam_nbest`, width rl.samples, with the grounding bias dev and test decode with; Cornia et al. 2020 train on
-beams so), and one greedy caption (with sampling, as more rows of the same decoding batch), all with the key/value
-cache and without gradients; every caption rewarded with CIDEr-D against the image's 5 references (training-set
-document frequencies), plus `rl.diversity_bonus` x its n-gram novelty among the image's samples; then one teacher-
-forced pass gives the samples' log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits of the
-images' reference captions for the supervised cross-entropy), and `scst_loss` turns advantages into a loss. The
+beams (`beam_nbest`, width rl.samples, decoded as dev and test decode: grounding bias, no_repeat; Cornia et al.
+2020 train on beams so), and one greedy caption (with sampling, as more rows of the same decoding batch), all with
+the key/value cache and without gradients; every caption rewarded with CIDEr-D against the image's 5 references
+(training-set document frequencies), plus `rl.diversity_bonus` x its n-gram novelty among the image's samples; then
+one teacher-forced pass gives the samples' log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits
+of the images' reference captions for the supervised cross-entropy), and `scst_loss` turns advantages into a loss. The
 model runs in eval mode throughout (no dropout), so the log-probabilities are those of the distribution that was
 sampled. With `rl.feature_views` > 1 each image comes as one of that many cached views (the image and shifted,
 mirrored copies drawn afresh), picked by its seed. Dev CIDEr-D of greedy captions selects the checkpoint; the test
@@ -165,13 +165,13 @@ class SCSTTask(CaptionerTask):
         with torch.no_grad():
             prefix = model.image_tokens(**{key: pixels})
             bias = model.grounding_bias(prefix, self.policy_grounding) if self.policy_grounding else None
-            if r.sampler == "beam":  # the image's rl.samples best beams, with the grounding bias dev/test decode with
+            if r.sampler == "beam":  # the image's rl.samples best beams, decoded as dev/test decode them
                 greedy = decode(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, banned=model.banned,
                                 bias=bias)[0]  # as model.generate decodes, from the image tokens already made
                 strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
                 decode_bias = model.grounding_bias(prefix, strength) if strength else None
                 samples = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples,
-                                     model.banned, decode_bias)[0]
+                                     model.banned, decode_bias, self.cfg.eval.no_repeat)[0]
             else:  # the samples and, in the same batch, the greedy captions (the last B rows)
                 both = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
                                         r.temperature, r.top_k, model.banned, bias, greedy=True)
