@@ -87,11 +87,9 @@ def attention_figures(task, model, image_indices: np.ndarray, photos: list[np.nd
     report's greedy captions are (the run's eval.grounding and eval.no_repeat)."""
     if task.cfg.model.blind:
         return []
-    device, out, e = next(model.parameters()).device, [], task.cfg.eval
+    device, out, settings = next(model.parameters()).device, [], task.decoding(model)
     for k, (index, photo) in enumerate(zip(image_indices.tolist(), photos, strict=True)):
-        ids, att = model.generate(task.images[index][None].to(device), max_len=e.max_len, attention=True,
-                                  grounding=e.grounding if model.cfg.aux_words else 0.0,
-                                  no_repeat=e.get("no_repeat", 0))
+        ids, att = model.generate(task.images[index][None].to(device), attention=True, **settings)
         words = task.tokenizer.decode(ids[0].cpu()).split()
         n = min(len(words) + 1, ids.shape[1])  # the words and the end token, if it came
         attention_figure(photo, task.data.images[index], (words + ["<end>"])[:n], att.maps[0, :, :n].cpu(),

@@ -111,10 +111,17 @@ class CaptionerTask(Task):
     @torch.no_grad()
     def captions_for(self, model: Captioner, image_indices: np.ndarray, strategy: str = "greedy") -> list[str]:
         """Decoded captions (text) for dataset images, with the run's eval settings."""
+        d = self.decoding(model)
+        return self.captioning.captions_for(model, image_indices, strategy, d["max_len"], d["beam_size"],
+                                            d["length_penalty"], self.cfg.eval.batch_size, d["grounding"],
+                                            d["no_repeat"])
+
+    def decoding(self, model: Captioner) -> dict[str, Any]:
+        """The run's eval decoding settings for `model` (`Captioner.generate` keywords); a model without the
+        grounding head (the blind baseline) decodes ungrounded."""
         e = self.cfg.eval
-        return self.captioning.captions_for(model, image_indices, strategy, e.max_len, e.beam_size,
-                                            e.length_penalty, e.batch_size, e.grounding if model.cfg.aux_words else 0.0,
-                                            e.no_repeat)
+        return {"max_len": e.max_len, "beam_size": e.beam_size, "length_penalty": e.length_penalty,
+                "grounding": e.grounding if model.cfg.aux_words else 0.0, "no_repeat": e.no_repeat}
 
     def dev_loss(self, model: Captioner, batch_size: int = 500) -> float:
         """Cross-entropy per caption token over the captions of the val images (`CaptionData.dev_loss`)."""

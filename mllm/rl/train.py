@@ -168,10 +168,10 @@ class SCSTTask(CaptionerTask):
             if r.sampler == "beam":  # the image's rl.samples best beams, decoded as dev/test decode them
                 greedy = decode(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, banned=model.banned,
                                 bias=bias)[0]  # as model.generate decodes, from the image tokens already made
-                strength = self.cfg.eval.grounding if model.word_head is not None else 0.0
-                decode_bias = model.grounding_bias(prefix, strength) if strength else None
+                d = self.decoding(model)
+                decode_bias = model.grounding_bias(prefix, d["grounding"]) if d["grounding"] else None
                 samples = beam_nbest(model.gpt, prefix, model.bos_id, model.eos_id, r.max_len, r.samples,
-                                     model.banned, decode_bias, self.cfg.eval.no_repeat)[0]
+                                     model.banned, decode_bias, d["no_repeat"])[0]
             else:  # the samples and, in the same batch, the greedy captions (the last B rows)
                 both = sample_per_image(model.gpt, prefix, seeds, r.samples, model.bos_id, model.eos_id, r.max_len,
                                         r.temperature, r.top_k, model.banned, bias, greedy=True)
