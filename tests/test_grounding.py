@@ -101,9 +101,10 @@ def test_attention_needs_image_tokens():
 
 
 # ---- the ViT at another size ----------------------------------------------------------------------
-def test_vit_adapted_to_its_own_size_is_unchanged():
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_vit_adapted_to_its_own_size_is_unchanged(stem):
     torch.manual_seed(0)
-    vit = ViT(ViTConfig(image_size=16, patch_size=4, d_model=16, num_layers=1, num_heads=2)).eval()
+    vit = ViT(ViTConfig(image_size=16, patch_size=4, d_model=16, num_layers=1, num_heads=2, stem=stem)).eval()
     x = torch.randn(2, 3, 16, 16)
     same = vit.adapted(16, 4)
     assert torch.equal(same(x), vit(x)) and torch.equal(same.tokens(x), vit.tokens(x))

@@ -115,6 +115,17 @@ def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, 
                  "model.vision.d_model=48"]) == 2
     err = capsys.readouterr().err
     assert "does not fit the config (d_model: checkpoint 32 vs config 48" in err and "init.vision=null" in err
+    assert "stem" not in err  # the stems agree
+    conv = ViT(ViTConfig(**{**cfg.model, "stem": "conv"}))
+    old = {k: v for k, v in vit.config_dict().items() if k != "stem"}  # a ViT saved before the stem key: "patch"
+    for name, model, config, stem in (("conv.pt", conv, conv.config_dict(), "patch"), ("old.pt", vit, old, "conv")):
+        torch.save({"kind": "vit", "model": model.state_dict(),
+                    "extra": {"model_config": config, "classes": list("abcdefghij")}}, tmp_path / name)
+        assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run"), "--data-mirror",
+                     str(mirror), "--data-root", str(data_root), "train.device=cpu", f"init.vision={tmp_path / name}",
+                     f"model.vision.stem={stem}"]) == 2
+        other = "conv" if stem == "patch" else "patch"
+        assert f"stem: checkpoint {other!r} vs config {stem!r}" in capsys.readouterr().err
     assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run2"), "--data-mirror", str(mirror),
                  "--data-root", str(data_root), "init.vision=runs/nowhere"]) == 2
     assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \

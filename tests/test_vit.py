@@ -6,7 +6,7 @@ from torch import nn
 
 from mllm.cli import main
 from mllm.vision.analysis import attention_rollout, attention_weights
-from mllm.vision.vit import PatchEmbedding, ViT, ViTConfig
+from mllm.vision.vit import ConvStem, PatchEmbedding, ViT, ViTConfig
 
 
 def _tiny(image_size=32, **kw) -> ViT:
@@ -27,10 +27,32 @@ def test_patch_embedding_equals_strided_conv():
         embed(torch.randn(2, 3, 30, 30))
 
 
+def test_conv_stem_equals_its_convolutions_by_hand():
+    torch.manual_seed(0)
+    stem = ConvStem(4, 3, 16).eval()  # two stride-2 3x3 convolutions (3 -> 4 -> 8 channels), then 1x1 to 16
+    with torch.no_grad():  # running statistics that are not the identity, so that eval-mode batch norm matters
+        for bn in (stem.convs[1], stem.convs[4]):
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 32, 24)
+    h = x
+    for conv, bn in ((stem.convs[0], stem.convs[1]), (stem.convs[3], stem.convs[4])):
+        h = nn.functional.conv2d(h, conv.weight, stride=2, padding=1)
+        h = (h - bn.running_mean[:, None, None]) / (bn.running_var[:, None, None] + bn.eps).sqrt()
+        h = (h * bn.weight[:, None, None] + bn.bias[:, None, None]).clamp(min=0)
+    expected = nn.functional.conv2d(h, stem.proj.weight, stem.proj.bias).flatten(2).transpose(1, 2)
+    assert stem(x).shape == (2, 8 * 6, 16)  # one token per 4x4 patch, in row-major order as PatchEmbedding's
+    torch.testing.assert_close(stem(x), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"multiples of the patch size 4; got shape \(2, 3, 30, 30\)"):
+        stem(torch.randn(2, 3, 30, 30))
+    with pytest.raises(ValueError, match="power of two"):
+        ConvStem(6, 3, 16)
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 @pytest.mark.parametrize("size", [32, 64, 96])
-def test_shapes_at_several_image_sizes(size, pool):
-    model = _tiny(size, pool=pool)
+def test_shapes_at_several_image_sizes(size, pool, stem):
+    model = _tiny(size, pool=pool, stem=stem)
     logits, tokens = model(torch.randn(2, 3, size, size), return_tokens=True)
     assert logits.shape == (2, 10)
     assert tokens.shape == (2, 1 + (size // 4) ** 2, 32)
@@ -41,10 +63,15 @@ def test_bad_configs_are_refused():
         _tiny(pool="max")
     with pytest.raises(ValueError, match="image_size 30 is not a multiple of patch_size 4"):
         _tiny(30)
+    with pytest.raises(ValueError, match="stem must be 'patch' or 'conv'"):
+        _tiny(stem="resnet")
+    with pytest.raises(ValueError, match="keeps its patch size 4"):
+        _tiny(stem="conv").adapted(64, 8)
 
 
-def test_other_sizes_interpolate_on_the_fly_as_at_image_size_does():
-    model = _tiny(32).eval()
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_other_sizes_interpolate_on_the_fly_as_at_image_size_does(stem):
+    model = _tiny(32, stem=stem).eval()
     for size in (16, 24, 48):
         x = torch.randn(2, 3, size, size)
         torch.testing.assert_close(model(x), model.at_image_size(size).eval()(x))
@@ -80,8 +107,9 @@ def test_attention_rollout_is_a_distribution_over_patches():
     assert rollout.shape == (2, 64) and (rollout > 0).all() and (rollout.sum(-1) <= 1).all()
 
 
-def test_tiny_vit_overfits_one_batch():
-    model = _tiny()
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_tiny_vit_overfits_one_batch(stem):
+    model = _tiny(stem=stem)
     x, y = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(60):

@@ -27,7 +27,7 @@ from .mllm import Captioner, CaptionerConfig, caption_token_loss, content_word_l
 from .tokenizer import CaptionCharTokenizer, WordTokenizer
 from .words import content_vocabulary, word_targets
 
-VISION_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio")  # image and patch size may differ: adapted
+VISION_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "stem")  # image and patch size may differ: adapted
 TEXT_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "context")
 __all__ = ["CaptionerTask", "CaptioningTask", "encode_captions"]  # encode_captions lives in .data
 
@@ -158,8 +158,9 @@ class CaptioningTask(CaptionerTask):
             tokenizer = CaptionCharTokenizer.from_captions(train_text, base)
         vision = {**dict(m.vision), "image_size": m.image_size}
         if vision_state is not None:
-            _check_fits("vision", vision_state["path"], vision_state["extra"]["model_config"], vision, VISION_KEYS)
-            vision = {**vision_state["extra"]["model_config"], "image_size": m.image_size,
+            saved = {"stem": "patch", **vision_state["extra"]["model_config"]}  # ViTs saved before the stem key
+            _check_fits("vision", vision_state["path"], saved, vision, VISION_KEYS)
+            vision = {**saved, "image_size": m.image_size,
                       "patch_size": m.vision.patch_size}
         text = {**dict(m.text), "vocab_size": tokenizer.vocab_size}
         if text_state is not None:
