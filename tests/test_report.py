@@ -130,8 +130,11 @@ def test_the_scst_section_gives_diagnostics_and_the_seed_table_when_there_is_one
             (runs / stage.name).symlink_to(stage)
     out = tmp_path / "REPORT.md"
     assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
-    scst = out.read_text().split("## 5. SCST")[1].split("\n## ")[0]
+    report = out.read_text()
+    scst = report.split("## 5. SCST")[1].split("\n## ")[0]
     assert "| SCST, beam 3 | 0." in scst and "bad endings" in scst and "Across seeds" not in scst
+    decoding = "Decoding: grounded decoding at strength 1 and no caption repeats one of its own 2-grams."
+    assert decoding in scst and decoding in report.split("## 4. The captioner")[1].split("\n## ")[0]
     (runs / "rl-cpu-seeds.md").write_text("| runs | seeds |\n|---|---|\n| rl-cpu-mean | 0, 1, 2 |\n")
     assert main(["report", "--runs", str(runs), "--out", str(out)]) == 0
     scst = out.read_text().split("## 5. SCST")[1].split("\n## ")[0]

@@ -178,11 +178,19 @@ def captioner_section(ctx: Context, s: dict[str, Any]) -> str:
              f"{cfg.get('model', {}).get('tokenizer', 'word')}-level GPT (from {text or 'random weights'}), "
              f"{s['steps']:,} steps in {minutes(s['wall_time_s'])}; weights chosen on dev CIDEr-D "
              f"({fmt(s['best_val_cider'])}); scored on {first['candidates']:,} test images against their "
-             f"references; {first.get('note', '')}.\n", markdown_table(rows), analysis_captioner(rows),
+             f"references; {first.get('note', '')}.{_decoding(cfg)}\n", markdown_table(rows), analysis_captioner(rows),
              ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), _differences, ctx.preset),
              ctx.figure("captioner", "curves.png", "captioner curves"), "", *_grounding(ctx, s, rows),
              _gallery_note(s), ctx.figure("captioner", "gallery.png", "test photos with their captions")]
     return "\n".join(lines) + "\n"
+
+
+def _decoding(cfg: dict[str, Any]) -> str:
+    """How the run's test captions were decoded beyond greedy and beam size: grounding and the n-gram ban."""
+    ev = cfg.get("eval", {})
+    parts = ([f"grounded decoding at strength {ev['grounding']:g}"] if ev.get("grounding") else []) + \
+        ([f"no caption repeats one of its own {ev['no_repeat']}-grams"] if ev.get("no_repeat") else [])
+    return f" Decoding: {' and '.join(parts)}." if parts else ""
 
 
 def _note(s: dict[str, Any]) -> str:
@@ -230,7 +238,7 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
     lines = [f"From the supervised captioner: {rl['samples']} samples per image at temperature "
              f"{rl['temperature']}, {rl['baseline']} baseline, entropy bonus {rl['entropy_bonus']}{xe}, learning rate "
              f"{cfg['train']['lr']:g}; {s['steps']:,} steps in {minutes(s['wall_time_s'])}; the checkpoint chosen on "
-             f"dev CIDEr-D ({fmt(s['best_val_cider'])}). Test captions {_note(s)}.\n",
+             f"dev CIDEr-D ({fmt(s['best_val_cider'])}). Test captions {_note(s)}.{_decoding(cfg)}\n",
              markdown_table(s["test"]), analysis_scst(s),
              *(["Variety and grounding of the same captions (bad endings: captions that end on a function word):\n",
                 diagnostics_table(rows)] if rows else []),
