@@ -6,8 +6,10 @@ The test stage keeps the suite's result per file and a picture of its console un
 preset runs the core's test files only, unless --tests).
 
 A training stage is finished when its run folder holds summary.json (written last, atomically); it is then
-skipped if its config is the one this command would train, and an error naming the differing keys if not. A
-run folder with last.pt but no summary.json was stopped mid-way: it is resumed from its last checkpoint.
+skipped if its config is the one this command would train, and an error naming the differing keys if not. Where
+only the decoding settings (eval.*) of a finished captioner or SCST run differ, its test report is written again
+from its best.pt instead (`mllm/rescore.py`; the previous report kept beside it). A run folder with last.pt but no
+summary.json was stopped mid-way: it is resumed from its last checkpoint.
 Each run records the sha256 of every checkpoint it started from (init.vision, init.text, init.captioner); a
 run whose starting checkpoint has changed since (its ViT, say, was trained again) is stale: its folder is
 moved aside to <run>.stale-N and the stage trains afresh, and so on down the chain.
@@ -163,14 +165,29 @@ def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[st
     overrides = stage_overrides(stage, preset, runs)
     state = "finished" if (run_dir / "summary.json").is_file() else "stopped" if (run_dir / "last.pt").is_file() \
         else None
-    if state is not None:
+    decoding = []  # a finished captioner or SCST run whose decoding alone differs is re-scored, not retrained
+    if state == "finished" and stage.config in ("mllm", "rl"):
+        from mllm.rescore import decoding_overrides
+
+        decoding = decoding_overrides(config_changes(run_dir, stage, preset, overrides))
+    if state is not None and not decoding:
         check_config(run_dir, stage, preset, overrides, state)
+    if state is not None:
         changes = stale_inits(run_dir, stage, preset, overrides)
         if changes:
             moved = move_aside(run_dir)
             print(f"{run_dir} holds a {state} {stage.name} run that is stale: {'; '.join(changes)}. Training "
                   f"{stage.name} again from the new checkpoint (the old run is kept in {moved}; delete it when "
                   f"no longer needed)")
+        elif decoding:
+            print(f"{run_dir} is finished; only its decoding differs from this command's ({', '.join(decoding)}): "
+                  f"writing its test report again from its best.pt, nothing retrained")
+            from mllm.rescore import rescore_in_place
+
+            flags = dict(zip(data_args[::2], data_args[1::2], strict=True))
+            keep = rescore_in_place(run_dir, decoding, flags.get("--data-mirror"), flags.get("--data-root"))
+            print(f"{run_dir}: test report re-scored (the previous one is kept in {keep})")
+            return "rescored"
     if (run_dir / "summary.json").is_file():
         print(f"{run_dir} is finished with this config: skipped")
         return "skipped"

@@ -7,7 +7,7 @@ import torch
 
 from mllm.cli import main
 from mllm.multimodal.mllm import load_captioner
-from mllm.training.config import load_config
+from mllm.training.config import ConfigError, load_config
 from mllm.vision.vit import ViT, ViTConfig
 
 
@@ -103,6 +103,44 @@ def test_caption_command(mllm_run, mirror, data_root, tmp_path, capsys):
     torch.save({"kind": "gpt", "model": {}}, tmp_path / "gpt.pt")
     assert main(["caption", str(tmp_path / "gpt.pt"), "--image", str(image)]) == 2
     assert "holds a 'gpt' model, not a 'captioner' one" in capsys.readouterr().err
+
+
+def test_a_finished_run_whose_decoding_differs_is_rescored_in_place_not_retrained(mllm_run, tmp_path, mirror,
+                                                                                  data_root, capsys):
+    import shutil
+
+    from mllm.pipeline import STAGES, run_training_stage
+
+    runs = tmp_path / "runs"
+    run = runs / "mllm-tiny"
+    shutil.copytree(mllm_run, run)
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["eval"]["no_repeat"]  # a run trained before the key existed: it decoded as no_repeat=0 does
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = {name: (run / name).read_bytes() for name in ("best.pt", "metrics.jsonl", "metrics.json")}
+    old_summary = json.loads((run / "summary.json").read_text())
+    captioner = next(s for s in STAGES if s.name == "captioner")
+    data_args = ["--data-root", str(data_root), "--data-mirror", str(mirror)]
+    assert run_training_stage(captioner, "tiny", runs, data_args) == "rescored"
+    assert "only its decoding differs from this command's (eval.no_repeat=2)" in capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["eval"]["no_repeat"] == 2 and summary["rescored"]["overrides"] == ["eval.no_repeat=2"]
+    assert summary["rescored"]["keys_added_at_defaults"] == ["eval.no_repeat"]
+    assert summary["steps"] == old_summary["steps"] and summary["wall_time_s"] == old_summary["wall_time_s"]
+    assert summary["test"] == json.loads((run / "metrics.json").read_text())  # the new report's numbers
+    assert summary["test"] == old_summary["test"]  # the run was trained with no_repeat=2: the same report again
+    assert (run / "best.pt").read_bytes() == before["best.pt"]  # nothing trained
+    assert (run / "metrics.jsonl").read_bytes() == before["metrics.jsonl"]
+    kept = run / "report-before-rescore-1"
+    assert (kept / "metrics.json").read_bytes() == before["metrics.json"]
+    assert "no_repeat" not in json.loads((kept / "config.json").read_text())["eval"]
+    assert run_training_stage(captioner, "tiny", runs, data_args) == "skipped"  # its config is the preset's now
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["eval"]["no_repeat"], cfg["train"]["lr"] = 3, 0.5  # a trained setting differs too: an error, as before
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"another config \(eval\.no_repeat: 3 \(run\) vs 2 \(this command\), "
+                                          r"train\.lr: 0\.5 \(run\) vs 0\.001"):
+        run_training_stage(captioner, "tiny", runs, data_args)
 
 
 def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, data_root, capsys):

@@ -268,3 +268,10 @@ def test_scst_under_torchrun_matches_one_process(tiny_captioner, tmp_path, mirro
         assert {"distinct", "top_share", "vocabulary", "bad_endings", "hallucination_per_caption"} <= set(row)
     assert "## Grounding and variety" in (tmp_path / "single" / "metrics.md").read_text()
     assert "val_top_share" in records["single"][0] and "val_xe" in records["single"][0]
+    from mllm.rescore import rescore  # the test report again from best.pt, with another beam size
+
+    again = rescore(tmp_path / "single", tmp_path / "again", ["eval.beam_size=2"], log=lambda _: None)["summary"]
+    assert set(again["test"]) == {"supervised, greedy", "supervised, beam 2", "SCST, greedy", "SCST, beam 2"}
+    for rows in ("supervised, greedy", "SCST, greedy"):  # greedy does not depend on the beam size: equal
+        assert json.loads(json.dumps(again["test"][rows])) == metrics["test"][rows]  # (tuples as JSON keeps them)
+    assert json.loads((tmp_path / "again" / "config.json").read_text())["eval"]["beam_size"] == 2

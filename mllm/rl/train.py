@@ -41,7 +41,7 @@ from mllm.multimodal.data import CaptionData, augment_images
 from mllm.multimodal.mllm import Captioner, CaptionerConfig
 from mllm.multimodal.tokenizer import tokenizer_from_state
 from mllm.multimodal.train import CaptionerTask
-from mllm.training.config import Config, ConfigError, config_diff
+from mllm.training.config import Config, ConfigError, config_diff, with_added_keys
 from mllm.training.loop import LossOutput
 
 from .reward import CiderReward, ngram_novelty
@@ -57,7 +57,8 @@ def load_supervised(cfg: Config) -> dict:
                               f"(python main.py train-mllm --preset cpu writes runs/mllm-cpu) or point init.captioner "
                               f"at its run folder")
     state = load_checkpoint(path, "captioner")
-    differ = config_diff(state["config"]["model"], cfg.model.to_dict())
+    saved, _ = with_added_keys(state["config"], "mllm")  # a run from before a model key existed: its default
+    differ = config_diff(saved["model"], cfg.model.to_dict())
     if differ:
         listing = ", ".join(f"model.{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differ.items())
         raise ConfigError(f"init.captioner {state['path']} does not fit the config ({listing}); set these keys in "

@@ -47,7 +47,8 @@ rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 steps = {"eager": make(False), "compiled": make(True)}
 start = time.time()
 steps["compiled"]()
-print(f"compilation (first compiled step): {time.time() - start:.1f} s on {torch.get_num_threads()} threads", flush=True)
+seconds = time.time() - start
+print(f"compilation (first compiled step): {seconds:.1f} s on {torch.get_num_threads()} threads", flush=True)
 steps["eager"]()
 times: dict[str, list[float]] = {"eager": [], "compiled": []}
 for r in range(rounds):

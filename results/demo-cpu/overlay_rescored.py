@@ -27,10 +27,8 @@ DEMO = RESULTS / "demo-cpu"
 RESCORED = RESULTS / "no-repeat"
 STAGES = {"mllm-cpu": RESCORED / "mllm-cpu", "mllm-cpu-blind": RESCORED / "mllm-cpu-blind",
           "rl-cpu": RESCORED / "rl-cpu-xe-s0"}
-SEEDS_NOTE = """The cpu preset's three seeds, their test reports re-scored with the presets' decoding (`eval.no_repeat=2`, the same
-best.pt files; `results/no-repeat/`):
-
-"""
+SEEDS_NOTE = ("The cpu preset's three seeds, their test reports re-scored with the presets' decoding "
+              "(`eval.no_repeat=2`, the same\nbest.pt files; `results/no-repeat/`):\n\n")
 TRAINED_NOTE = """
 Every SCST setting as trained, its test reports decoded with repeated bigrams allowed (`eval.no_repeat=0`, what runs
 did before the key existed):

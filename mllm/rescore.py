@@ -1,0 +1,114 @@
+"""A finished captioner or SCST run's test report written again with other decoding settings (`eval.*`).
+
+Training is not repeated: the run's best.pt is decoded with its saved config plus the overrides, and the run's own
+test report (`write_report`, or `write_rl_report` for SCST, which decodes the supervised captioner the same way) is
+written. `scripts/rescore_test.py` writes it into a new folder; `make demo` re-scores a finished stage in place when
+only decoding settings differ from the preset's (a run trained before a decoding key existed, say), keeping the
+previous report in <run>/report-before-rescore-N/. Choose decoding settings on dev (`scripts/dev_decode.py`) first.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mllm.checkpoint import load_checkpoint, load_weights
+from mllm.io import atomic_write_json
+from mllm.training.config import Config, ConfigError, apply_overrides, with_added_keys
+from mllm.training.launch import data_location
+from mllm.training.runtime import seed_everything
+
+SPLIT_KEYS = ("eval.test", "eval.test_images")  # which test images are scored: not a decoding setting
+REPORT_FILES = ("metrics.json", "metrics.md", "captions_test.json", "gallery.png", "config.json", "summary.json")
+
+
+def is_decoding_key(key: str) -> bool:
+    """A config key that changes how test captions are decoded and nothing that was trained."""
+    return key.startswith("eval.") and key not in SPLIT_KEYS
+
+
+def decoding_overrides(changes: dict[str, tuple[Any, Any]]) -> list[str]:
+    """eval.KEY=VALUE overrides that take a run to the new values of `changes` ({key: (run's, new)}), when every
+    change is a decoding setting; else [] (something that was trained differs, or nothing does)."""
+    if not changes or not all(is_decoding_key(k) for k in changes):
+        return []
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, (_, v) in changes.items()]
+
+
+def rescore(run: Path, out: Path, overrides: list[str], mirror: str | None = None, data_root: str | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write `run`'s test report, decoded with `overrides` (eval.KEY=VALUE), into `out` with the config used.
+
+    Returns the record kept in rescore.json (the run, the overrides, keys added at their defaults, the commit,
+    the checkpoint's sha256, seconds) with the report's summary under "summary" (its test metrics included).
+    """
+    bad = [o for o in overrides if not is_decoding_key(o.split("=", 1)[0])]
+    if bad:
+        raise ConfigError(f"only decoding settings (eval.*, not the test split's size) may change here: {bad}")
+    saved = json.loads((run / "config.json").read_text())
+    is_rl = "rl" in saved
+    saved, added = with_added_keys(saved, "rl" if is_rl else "mllm")
+    cfg: Config = apply_overrides(saved, overrides)
+    if not cfg.eval.test:
+        raise ConfigError(f"{run} is a run with eval.test=false (compared on dev only): its test split stays unread")
+    if mirror:
+        cfg.data.mirror = mirror
+    if data_root:
+        cfg.data.root = data_root
+    start = time.time()
+    seed_everything(cfg.train.seed)
+    # the task is built for its test report only: without the training feature cache (minutes, and unused)
+    build = copy.deepcopy(cfg)
+    if is_rl:
+        from mllm.rl.train import SCSTTask as Task
+
+        build.rl.freeze_vision, build.rl.feature_views = False, 1
+    else:
+        from mllm.multimodal.train import CaptioningTask as Task
+
+        build.train.frozen_vision_until = 0.0
+    from mllm.data import prepare_flickr8k
+
+    task = Task(build, prepare_flickr8k(*data_location(cfg), image_size=cfg.model.image_size))
+    task.cfg = cfg
+    best = run / "best.pt"
+    state = load_checkpoint(best, task.kind)
+    load_weights(task.model, state["model"], best)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        summary = task.finish(task.model.eval(), out, log)
+    atomic_write_json(out / "config.json", cfg.to_dict())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    return {"run": str(run), "overrides": list(overrides), "keys_added_at_defaults": added, "commit": commit,
+            "best_pt_sha256": hashlib.sha256(best.read_bytes()).hexdigest(), "seconds": round(time.time() - start, 1),
+            "summary": summary}
+
+
+def rescore_in_place(run: Path, overrides: list[str], mirror: str | None = None, data_root: str | None = None,
+                     log: Callable[[str], None] = print) -> Path:
+    """Re-score a finished run inside its own folder; the previous report moves to report-before-rescore-N/.
+    summary.json keeps the training record (steps, times, inits) with the new test metrics, config and a
+    "rescored" entry. Returns the folder holding the previous report."""
+    n = 1
+    while (keep := run / f"report-before-rescore-{n}").exists():
+        n += 1
+    keep.mkdir()
+    for name in (*REPORT_FILES, *(p.name for p in run.glob("attention_*.png"))):
+        if (run / name).is_file():
+            shutil.copy2(run / name, keep / name)
+    old = json.loads((run / "summary.json").read_text())
+    record = rescore(run, run, overrides, mirror, data_root, log)
+    summary = record.pop("summary")
+    atomic_write_json(run / "summary.json", {**old, **summary, "config": json.loads((run / "config.json").read_text()),
+                                            "rescored": {**record, "previous_report": keep.name}})
+    return keep
