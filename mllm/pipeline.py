@@ -158,7 +158,8 @@ def move_aside(run_dir: Path) -> Path:
 
 def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[str]) -> str:
     """Train the stage's run unless it is finished; resume it if it was stopped; train it afresh if a checkpoint
-    it started from changed since (the old folder kept as <run>.stale-N). Returns skipped, resumed or fresh."""
+    it started from changed since (the old folder kept as <run>.stale-N); re-score a finished captioner or SCST run
+    whose decoding settings alone differ. Returns skipped, rescored, resumed or fresh."""
     from mllm.cli import main as cli
 
     run_dir = runs / stage.run.format(preset=preset)
@@ -169,7 +170,7 @@ def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[st
     if state == "finished" and stage.config in ("mllm", "rl"):
         from mllm.rescore import decoding_overrides
 
-        decoding = decoding_overrides(config_changes(run_dir, stage, preset, overrides))
+        decoding = decoding_overrides(config_changes(run_dir, stage, preset, overrides), run_dir)
     if state is not None and not decoding:
         check_config(run_dir, stage, preset, overrides, state)
     if state is not None:
@@ -180,13 +181,11 @@ def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[st
                   f"{stage.name} again from the new checkpoint (the old run is kept in {moved}; delete it when "
                   f"no longer needed)")
         elif decoding:
-            print(f"{run_dir} is finished; only its decoding differs from this command's ({', '.join(decoding)}): "
-                  f"writing its test report again from its best.pt, nothing retrained")
             from mllm.rescore import rescore_in_place
 
             flags = dict(zip(data_args[::2], data_args[1::2], strict=True))
-            keep = rescore_in_place(run_dir, decoding, flags.get("--data-mirror"), flags.get("--data-root"))
-            print(f"{run_dir}: test report re-scored (the previous one is kept in {keep})")
+            rescore_in_place(run_dir, decoding, flags.get("--data-mirror"), flags.get("--data-root"),
+                             inits=[o for o in overrides if o.startswith("init.")])
             return "rescored"
     if (run_dir / "summary.json").is_file():
         print(f"{run_dir} is finished with this config: skipped")

@@ -136,11 +136,39 @@ def test_a_finished_run_whose_decoding_differs_is_rescored_in_place_not_retraine
     assert "no_repeat" not in json.loads((kept / "config.json").read_text())["eval"]
     assert run_training_stage(captioner, "tiny", runs, data_args) == "skipped"  # its config is the preset's now
     cfg = json.loads((run / "config.json").read_text())
+    cfg["eval"]["no_repeat"] = 0
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "best.pt").rename(run / "moved.pt")  # a re-score that fails leaves the run as it was
+    with pytest.raises(Exception, match="best.pt"):
+        run_training_stage(captioner, "tiny", runs, data_args)
+    assert json.loads((run / "config.json").read_text()) == cfg and json.loads((run / "summary.json").read_text()) == \
+        summary and not (run / ".rescore").exists() and not (run / "report-before-rescore-2").exists()
+    (run / "moved.pt").rename(run / "best.pt")
+    cfg = json.loads((run / "config.json").read_text())
     cfg["eval"]["no_repeat"], cfg["train"]["lr"] = 3, 0.5  # a trained setting differs too: an error, as before
     (run / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=r"another config \(eval\.no_repeat: 3 \(run\) vs 2 \(this command\), "
                                           r"train\.lr: 0\.5 \(run\) vs 0\.001"):
         run_training_stage(captioner, "tiny", runs, data_args)
+
+
+def test_only_decoding_settings_are_rescored(tmp_path):
+    from mllm.rescore import decoding_overrides, rescore
+
+    (tmp_path / "config.json").write_text(json.dumps({"rl": {"grounded": False, "sampler": "sample"}}))
+    assert decoding_overrides({"eval.no_repeat": (0, 2), "eval.grounding": (1.0, 0.5)}, tmp_path) == [
+        "eval.no_repeat=2", "eval.grounding=0.5"]
+    for key in ("eval.val_images", "eval.test_images", "train.lr"):  # which images chose best.pt, or training
+        assert decoding_overrides({"eval.no_repeat": (0, 2), key: (1, 2)}, tmp_path) == []
+    (tmp_path / "config.json").write_text(json.dumps({"rl": {"grounded": True}}))  # SCST's policy decoded so
+    assert decoding_overrides({"eval.grounding": (1.0, 0.5)}, tmp_path) == []
+    assert decoding_overrides({"eval.beam_size": (3, 2)}, tmp_path) == ["eval.beam_size=2"]
+    with pytest.raises(ConfigError, match="trained with eval.grounding"):
+        rescore(tmp_path, tmp_path / "out", ["eval.grounding=0.5"])
+    (tmp_path / "config.json").write_text(json.dumps({"rl": {"sampler": "beam"}}))  # its samples are beams
+    assert decoding_overrides({"eval.beam_size": (3, 2)}, tmp_path) == []
+    with pytest.raises(ConfigError, match="only decoding settings"):
+        rescore(tmp_path, tmp_path / "out", ["eval.test_images=10"])
 
 
 def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, data_root, capsys):

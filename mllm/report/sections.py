@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm.multimodal.report import diagnostics_table, markdown_table
-from mllm.training.config import config_diff
+from mllm.training.config import config_diff, with_added_keys
 from mllm.training.launch import WHERE_KEYS
 
 from . import testrun
@@ -264,7 +264,8 @@ def _seeds(ctx: Context) -> list[str]:
 
 def _differences(main: dict, other: dict, limit: int = 6) -> str:
     """The config keys in which an ablation run differs from the main run (locations left out)."""
-    diff = {k: v for k, v in config_diff(main, other).items()
+    name = "rl" if "rl" in main else "mllm"  # both at the file's defaults for keys added since either was written
+    diff = {k: v for k, v in config_diff(with_added_keys(main, name)[0], with_added_keys(other, name)[0]).items()
             if k not in WHERE_KEYS and k != "preset" and not k.startswith("types.")}
     if not diff:
         return "(same config)"

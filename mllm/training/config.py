@@ -20,7 +20,8 @@ import yaml
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 CHOICES = {"train.dtype": ("float32", "bfloat16"), "train.best_mode": ("min", "max"),
-           "train.finish_with": ("best", "last"), "model.pool": ("cls", "mean"),
+           "train.finish_with": ("best", "last"), "model.pool": ("cls", "mean"), "model.stem": ("patch", "conv"),
+           "model.vision.stem": ("patch", "conv"),
            "model.tokenizer": ("word", "char"), "model.connector": ("mlp", "linear"),
            "model.reduce": ("none", "avgpool", "pixel_shuffle"), "rl.baseline": ("greedy", "mean")}
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
