@@ -34,6 +34,14 @@ class ViTConfig:
     std: tuple[float, ...] = CIFAR10_STD
 
 
+def check_patch_grid(x: Tensor, in_channels: int, p: int) -> None:
+    """A clear error unless x is [B, in_channels, H, W] with H and W multiples of the patch size p."""
+    b, c, h, w = x.shape
+    if c != in_channels or h % p or w % p:
+        raise ValueError(f"images must be [B, {in_channels}, H, W] with H and W multiples of the patch size {p}; "
+                         f"got shape {tuple(x.shape)}")
+
+
 class PatchEmbedding(nn.Module):
     """[B, C, H, W] -> [B, N, D]: cut into p x p patches, flatten each (C, p, p), project linearly.
 
@@ -45,7 +53,7 @@ class PatchEmbedding(nn.Module):
         self.patch_size, self.in_channels = patch_size, in_channels
         self.proj = nn.Linear(in_channels * patch_size * patch_size, d_model)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:  # self-contained: the `patches` exercise has the learner write it
         b, c, h, w = x.shape
         p = self.patch_size
         if c != self.in_channels or h % p or w % p:
@@ -78,11 +86,7 @@ class ConvStem(nn.Module):
         self.proj = nn.Conv2d(c_in, d_model, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        p = self.patch_size
-        if c != self.in_channels or h % p or w % p:
-            raise ValueError(f"images must be [B, {self.in_channels}, H, W] with H and W multiples of the patch "
-                             f"size {p}; got shape {tuple(x.shape)}")
+        check_patch_grid(x, self.in_channels, self.patch_size)
         return self.proj(self.convs(x)).flatten(2).transpose(1, 2)  # [B, D, H/p, W/p] -> [B, N, D]
 
 
