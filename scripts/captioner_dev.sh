@@ -12,6 +12,7 @@
 #   px64p8   64x64 images, 8-pixel patches (the patch kernel resized): 64 patches, 16 image tokens
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 #   conv     the cpu preset from runs/vit-conv: the cpu ViT recipe with the convolutional stem (model.stem=conv)
+#   r2       the cpu preset with 2x2 patches per image token: 64 image tokens instead of 16 (context 96)
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
@@ -29,6 +30,7 @@ declare -A OPTIONS=(
   [px64p8]="model.image_size=64 model.vision.patch_size=8"
   [ground]="model.grounding_words=1000"
   [conv]="init.vision=runs/vit-conv model.vision.stem=conv"
+  [r2]="model.reduce_factor=2 model.text.context=96"
 )
 runs=()
 for name in $VARIANTS; do
