@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm.io import atomic_write_json
+from mllm.progress import Progress
 from mllm.training.config import DERIVED, ConfigError, config_diff, flatten, load_config, with_added_keys
 from mllm.training.launch import WHERE_KEYS
 from mllm.training.lineage import changed_inits, init_paths
@@ -94,39 +95,11 @@ def config_changes(run_dir: Path, stage: Stage, preset: str, overrides: list[str
     return {k: v for k, v in config_diff(saved, fresh).items() if not _ignored(k, v[0], v[1], flat)}
 
 
-class Progress:
-    """One line per stage: elapsed time and an estimate of what is left, scaled by how fast stages ran here."""
-
-    def __init__(self, stages: list[Stage], preset: str, done: set[str]):
-        self.stages, self.preset, self.done, self.start = stages, preset, done, time.time()
-        self.expected_done = self.actual_done = 0.0
-
-    def minutes_left(self, index: int) -> float | None:
-        """The expected minutes of the stages not yet finished, scaled by this machine's speed so far."""
-        rest = [s.minutes.get(self.preset) for s in self.stages[index:] if s.name not in self.done]
-        if any(m is None for m in rest):
-            return None
-        speed = self.actual_done / self.expected_done if self.expected_done > 1.0 else 1.0
-        return speed * sum(rest)
-
-    def begin(self, index: int, what: str) -> None:
-        left = self.minutes_left(index)
-        estimate = f"about {left:.0f} min left" if left is not None else "no estimate for this preset"
-        print(f"\n== [{index + 1}/{len(self.stages)}] {self.stages[index].name}: {what}  "
-              f"(elapsed {(time.time() - self.start) / 60:.1f} min, {estimate}) ==", flush=True)
-
-    def end(self, index: int, seconds: float, ran: bool, fresh: bool) -> None:
-        """`fresh`: the stage ran from its start, so its time measures this machine (not a skip or a resume)."""
-        self.done.add(self.stages[index].name)
-        if fresh:
-            self.expected_done += self.stages[index].minutes.get(self.preset) or 0.0
-            self.actual_done += seconds / 60
-        print(f"== {self.stages[index].name} {'done' if ran else 'skipped'} in {seconds / 60:.1f} min ==", flush=True)
-
-
-def check_config(run_dir: Path, stage: Stage, preset: str, overrides: list[str], state: str) -> None:
-    """An error naming the keys if the run in `run_dir` (finished or stopped) is not what this command trains."""
-    changes = config_changes(run_dir, stage, preset, overrides)
+def check_config(run_dir: Path, stage: Stage, preset: str, overrides: list[str], state: str,
+                 changes: dict[str, tuple] | None = None) -> None:
+    """An error naming the keys if the run in `run_dir` (finished or stopped) is not what this command trains
+    (`changes`: its config_changes, when already computed)."""
+    changes = config_changes(run_dir, stage, preset, overrides) if changes is None else changes
     if changes:
         listing = ", ".join(f"{k}: {a!r} (run) vs {b!r} (this command)" for k, (a, b) in changes.items())
         raise ConfigError(f"{run_dir} holds a {state} {stage.name} run with another config ({listing}); "
@@ -167,13 +140,14 @@ def run_training_stage(stage: Stage, preset: str, runs: Path, data_args: list[st
     state = "finished" if (run_dir / "summary.json").is_file() else "stopped" if (run_dir / "last.pt").is_file() \
         else None
     decoding = []  # a finished captioner or SCST run whose decoding alone differs is re-scored, not retrained
-    if state == "finished" and stage.config in ("mllm", "rl"):
-        from mllm.rescore import decoding_overrides
-
-        decoding = decoding_overrides(config_changes(run_dir, stage, preset, overrides), run_dir)
-    if state is not None and not decoding:
-        check_config(run_dir, stage, preset, overrides, state)
     if state is not None:
+        differ = config_changes(run_dir, stage, preset, overrides)
+        if state == "finished" and stage.config in ("mllm", "rl"):
+            from mllm.rescore import decoding_overrides
+
+            decoding = decoding_overrides(differ, run_dir)
+        if not decoding:
+            check_config(run_dir, stage, preset, overrides, state, differ)
         changes = stale_inits(run_dir, stage, preset, overrides)
         if changes:
             moved = move_aside(run_dir)
