@@ -13,6 +13,8 @@
 #   ground   the cpu preset plus the grounding head over the 1,000 most frequent content words
 #   conv     the cpu preset from runs/vit-conv: the cpu ViT recipe with the convolutional stem (model.stem=conv)
 #   r2       the cpu preset with 2x2 patches per image token: 64 image tokens instead of 16 (context 96)
+#   contrast the cpu preset from runs/vit-contrast: the captioner's ViT fine-tuned to match training images to their
+#            captions (results/layer-probe/contrast.py)
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
@@ -31,6 +33,7 @@ declare -A OPTIONS=(
   [ground]="model.grounding_words=1000"
   [conv]="init.vision=runs/vit-conv model.vision.stem=conv"
   [r2]="model.reduce_factor=2 model.text.context=96"
+  [contrast]="init.vision=runs/vit-contrast"
 )
 runs=()
 for name in $VARIANTS; do
