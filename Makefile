@@ -1,4 +1,4 @@
-# make demo  -- set up .venv and run every stage that has landed (PRESET=tiny for a one-minute smoke run)
+# make demo  -- set up .venv and run every stage that has landed (PRESET=tiny for a two-minute smoke run)
 # make test  -- set up .venv and run the test suite
 # make browser -- install Debian's chromium and chromium-driver for the web demo's browser test (apt-get, no download
 #                 by the tests; sudo only when not root)

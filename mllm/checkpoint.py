@@ -20,9 +20,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable, of another kind or of another shape; the message says what to do."""
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None, device: str | torch.device = "cpu",
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None, device: str | torch.device = "cpu",
                     default_name: str = "best.pt") -> dict[str, Any]:
-    """Read a checkpoint (a `.pt` file, or a run folder: its `default_name`) and check it holds a `kind` model.
+    """Read a checkpoint (a `.pt` file, or a run folder: its `default_name`) and check it holds a `kind` model
+    (or one of several kinds).
 
     `kind=None` skips the kind check (the caller checks later). Raises CheckpointError naming the file.
     """
@@ -40,9 +41,11 @@ def load_checkpoint(path: str | Path, kind: str | None = None, device: str | tor
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a checkpoint written by this project (no 'model' entry); pass a "
                               f"run folder or a best.pt / last.pt file")
-    if kind is not None and state.get("kind") != kind:
-        raise CheckpointError(f"{path} holds a {state.get('kind')!r} model, not a {kind!r} one; pass a checkpoint "
-                              f"of the right kind")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and state.get("kind") not in kinds:
+        wanted = f"a {kinds[0]!r} one" if len(kinds) == 1 else f"one of {', '.join(repr(k) for k in kinds)}"
+        raise CheckpointError(f"{path} holds a {state.get('kind')!r} model, not {wanted}; pass a checkpoint of the "
+                              f"right kind")
     state["path"] = str(path)
     return state
 

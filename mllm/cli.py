@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_lazy("mllm.language.cli", "generate"))
 
+    _train_parser(sub, "train-align", "align the ViT with Flickr8k captions (contrastive), for the captioner", "align",
+                  "mllm.multimodal.cli")
     _train_parser(sub, "train-mllm", "train the captioner (ViT + connector + GPT) on Flickr8k", "mllm",
                   "mllm.multimodal.cli")
     _train_parser(sub, "train-rl", "fine-tune a trained captioner with SCST on CIDEr-D", "rl", "mllm.rl.cli")
@@ -99,15 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="keep the log, a summary and examples here (default: print only)")
     p.set_defaults(func=_lazy("mllm.transformer.toy", "reverse_command"))
 
-    p = sub.add_parser("demo", help="run every stage in order (data, Transformer toy, ViT, GPT, captioner, blind "
-                                    "baseline, SCST, tests) and write runs/REPORT.md; finished stages are skipped")
-    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about 2 minutes), cpu (about 2.3 hours on "
+    p = sub.add_parser("demo", help="run every stage in order (data, Transformer toy, ViT, its alignment with "
+                                    "captions, GPT, captioner, blind baseline, SCST, tests) and write "
+                                    "runs/REPORT.md; finished stages are skipped")
+    p.add_argument("--preset", default="cpu", help="tiny (a smoke run, about 2 minutes), cpu (about 3 hours on "
                                                    "2 CPU cores), gpu (the full recipe)")
     p.add_argument("--runs", default="runs", help="folder for the run folders and the report (default runs/)")
     p.add_argument("--tests", action=argparse.BooleanOptionalAction, default=None,
                    help="run the test suite for the report, its result per file and a screenshot of it (default: "
                         "yes; --preset tiny runs the Transformer core's test files only unless --tests)")
-    p.add_argument("--skip", nargs="*", choices=["reverse", "vit", "gpt", "captioner", "blind", "scst"],
+    p.add_argument("--skip", nargs="*", choices=["reverse", "vit", "align", "gpt", "captioner", "blind", "scst"],
                    help="stages to leave out (the report says they did not run)")
     add_data_args(p)
     p.set_defaults(func=_lazy("mllm.pipeline", "demo_command"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import tempfile
 import zipfile
 import zlib
@@ -13,6 +14,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+
+def git_output(root: str | Path, *args: str) -> str | None:
+    """The stripped output of `git -C root ARGS`, or None where git is missing, fails or hangs (an unpacked copy)."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:

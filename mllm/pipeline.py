@@ -1,6 +1,6 @@
 """`python main.py demo`: every stage in order, then the report; finished stages are skipped, a stopped one resumes.
 
-    data -> reverse -> vit -> gpt -> captioner -> blind -> scst -> tests -> report
+    data -> reverse -> vit -> align -> gpt -> captioner -> blind -> scst -> tests -> report
 
 The test stage keeps the suite's result per file and a picture of its console under <runs>/tests/ (the tiny
 preset runs the core's test files only, unless --tests).
@@ -52,9 +52,11 @@ STAGES = (
     Stage("data", "prepare CIFAR-10, Tiny Shakespeare and Flickr8k", {"tiny": 0.1, "cpu": 3}),
     Stage("reverse", "Transformer core: reverse digit strings", {"tiny": 0.3, "cpu": 0.3}, run="reverse-{preset}"),
     Stage("vit", "Vision Transformer on CIFAR-10", {"tiny": 0.2, "cpu": 23}, "train-vit", "vit", "vit-{preset}"),
+    Stage("align", "the ViT aligned with Flickr8k captions", {"tiny": 0.3, "cpu": 33}, "train-align", "align",
+          "align-{preset}", inits=(("init.vision", "vit-{preset}"),)),
     Stage("gpt", "char GPT on Tiny Shakespeare", {"tiny": 0.2, "cpu": 14}, "train-llm", "gpt", "gpt-{preset}"),
     Stage("captioner", "captioner on Flickr8k", {"tiny": 0.4, "cpu": 49}, "train-mllm", "mllm", "mllm-{preset}",
-          inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),
+          inits=(("init.vision", "align-{preset}"), ("init.text", "gpt-{preset}"))),
     Stage("blind", "blind captioner (the baseline without the image)", {"tiny": 0.4, "cpu": 26}, "train-mllm",
           "mllm", "mllm-{preset}-blind", ("model.blind=true",),
           inits=(("init.vision", "vit-{preset}"), ("init.text", "gpt-{preset}"))),

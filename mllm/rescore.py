@@ -10,11 +10,9 @@ previous report in <run>/report-before-rescore-N/. Choose decoding settings on d
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +21,11 @@ from typing import Any
 import torch
 
 from mllm.checkpoint import load_checkpoint, load_weights
-from mllm.io import atomic_write_json
+from mllm.io import atomic_write_json, git_output
 from mllm.training.config import Config, ConfigError, apply_overrides, with_added_keys
 from mllm.training.launch import data_location
-from mllm.training.runtime import seed_everything
+from mllm.training.lineage import file_sha256
+from mllm.training.runtime import pick_device, seed_everything
 
 SPLIT_KEYS = ("eval.test", "eval.test_images", "eval.val_images")  # which images are scored: not decoding
 REPORT_FILES = ("metrics.json", "metrics.md", "captions_test.json", "gallery.png", "config.json", "summary.json")
@@ -57,13 +56,22 @@ def decoding_overrides(changes: dict[str, tuple[Any, Any]], run: Path) -> list[s
     return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, (_, v) in changes.items()]
 
 
+def decoding_device(name: str) -> torch.device:
+    """The device the run's config names (auto: the best one here), or the CPU where this machine lacks it: a
+    gpu-preset run re-scored where it trained decodes on its GPU, and anywhere else on the CPU."""
+    try:
+        return pick_device(name)
+    except ValueError:
+        return torch.device("cpu")
+
+
 def rescore(run: Path, out: Path, overrides: list[str], mirror: str | None = None, data_root: str | None = None,
             log: Callable[[str], None] = print, inits: list[str] = ()) -> dict[str, Any]:
     """Write `run`'s test report, decoded with `overrides` (eval.KEY=VALUE), into `out` with the config used.
 
     `inits` (init.KEY=PATH) say where the checkpoints the run started from are now, if they moved. Returns the
-    record kept in rescore.json (the run, the overrides, keys added at their defaults, the commit, the checkpoint's
-    sha256, seconds) with the report's summary under "summary" (its test metrics included).
+    record kept in rescore.json (the run, the overrides, keys added at their defaults, the commit, the checkpoint scored
+    and its sha256, seconds) with the report's summary under "summary" (its test metrics included).
     """
     bad = [o for o in overrides if not is_decoding_key(o.split("=", 1)[0])]
     bad += [o for o in inits if not o.startswith("init.")]
@@ -102,18 +110,15 @@ def rescore(run: Path, out: Path, overrides: list[str], mirror: str | None = Non
     best = run / ("last.pt" if cfg.train.finish_with == "last" else "best.pt")  # the weights its report scored
     state = load_checkpoint(best, task.kind)
     load_weights(task.model, state["model"], best)
+    task.model.to(decoding_device(cfg.train.device))
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         summary = task.finish(task.model.eval(), out, log)
     atomic_write_json(out / "config.json", cfg.to_dict())
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parents[1]).stdout.strip() or None
-    except OSError:  # no git here (an unpacked copy)
-        commit = None
+    commit = git_output(Path(__file__).resolve().parents[1], "rev-parse", "--short", "HEAD")
     return {"run": str(run), "overrides": list(overrides), "keys_added_at_defaults": added, "commit": commit,
-            "best_pt_sha256": hashlib.sha256(best.read_bytes()).hexdigest(), "seconds": round(time.time() - start, 1),
-            "summary": summary}
+            "checkpoint": best.name, "checkpoint_sha256": file_sha256(best),
+            "seconds": round(time.time() - start, 1), "summary": summary}
 
 
 def rescore_in_place(run: Path, overrides: list[str], mirror: str | None = None, data_root: str | None = None,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The captioner's options compared on dev only, at a cheap budget: 2,000 steps, dev CIDEr-D every 500, the test
-# split unseen (eval.test=false), from the cpu ViT (runs/vit-cpu). Each variant is runs/mllm-dev-<name>-s<seed>:
+# split unseen (eval.test=false), from the cpu ViT (runs/vit-cpu, the CIFAR-10 ViT itself, as every round before
+# the alignment stage; a variant may start elsewhere). Each variant is runs/mllm-dev-<name>-s<seed>:
 #   ref      the cpu preset as it is: 32x32 images, 4-pixel patches, 16 image tokens
 #   px64     64x64 images, 4-pixel patches (the CIFAR ViT's positions interpolated): 256 patches, 64 image tokens
 #   px64r4   as px64, 4x4 patches per image token: 16 image tokens
@@ -43,7 +44,7 @@ for name in $VARIANTS; do
     runs+=("$run")
     # shellcheck disable=SC2086  # the options are words
     train_once train-mllm "$run" train.seed="$seed" train.max_steps=2000 train.eval_interval=500 eval.test=false \
-      ${OPTIONS[$name]} "$@"
+      init.vision=runs/vit-cpu ${OPTIONS[$name]} "$@"
   done
 done
 $PY scripts/seed_table.py --dev "${runs[@]}" --out runs/mllm-dev.md

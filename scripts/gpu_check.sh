@@ -14,8 +14,10 @@ torch.__version__, 'CUDA', torch.version.cuda, 'NCCL', torch.cuda.nccl.version()
 time $PY main.py data
 time $PY main.py train-vit --preset gpu --run-dir "$OUT/vit-gpu" "${short[@]}" train.epochs=0 "$@"
 time $PY main.py train-llm --preset gpu --run-dir "$OUT/gpt-gpu" "${short[@]}" "$@"
-time $PY main.py train-mllm --preset gpu --run-dir "$OUT/mllm-gpu" "${short[@]}" "${small_eval[@]}" \
+time $PY main.py train-align --preset gpu --run-dir "$OUT/align-gpu" "${short[@]}" "${small_eval[@]}" \
   "init.vision=$OUT/vit-gpu" "$@"
+time $PY main.py train-mllm --preset gpu --run-dir "$OUT/mllm-gpu" "${short[@]}" "${small_eval[@]}" \
+  "init.vision=$OUT/align-gpu" "$@"
 time $PY main.py train-rl --preset gpu --run-dir "$OUT/rl-gpu" "${short[@]}" "${small_eval[@]}" \
   "init.captioner=$OUT/mllm-gpu" "$@"
 # torchrun: 1 process (world size 1 trains without DDP), and the NCCL backend itself: a DDP step on this GPU

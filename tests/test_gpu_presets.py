@@ -1,6 +1,7 @@
-"""Every `gpu` preset (configs/vit.yaml, gpt.yaml, mllm.yaml, rl.yaml) builds at full size and takes 2
+"""Every `gpu` preset (configs/vit.yaml, align.yaml, gpt.yaml, mllm.yaml, rl.yaml) builds at full size and takes 2
 optimisation steps on CPU with its own dtype (bfloat16 autocast where the preset sets it), chained as the demo
-chains them: the captioner starts from the gpu ViT's checkpoint, SCST from the gpu captioner's. Batch 2 and a
+chains them: the alignment starts from the gpu ViT's checkpoint, the captioner from the alignment's, SCST from the
+gpu captioner's. Batch 2 and a
 few synthetic images, captions and characters stand in for the data sets (building them is not what is tested
 here); train.compile is off (compiling the models on CPU takes minutes: scripts/gpu_check.sh runs it on a GPU)."""
 
@@ -53,6 +54,7 @@ def _two_steps(task, cfg, run: Path) -> list[float]:
 
 def test_every_gpu_preset_builds_at_full_size_and_trains_two_steps(tmp_path):
     from mllm.language.train import LanguageModelTask
+    from mllm.multimodal.align import AlignTask
     from mllm.multimodal.train import CaptioningTask
     from mllm.rl.train import SCSTTask
     from mllm.vision.train import ImageClassificationTask
@@ -71,13 +73,21 @@ def test_every_gpu_preset_builds_at_full_size_and_trains_two_steps(tmp_path):
     sizes["gpt"] = sum(p.numel() for p in task.model.parameters())
     _two_steps(task, cfg, tmp_path / "gpt-gpu")
 
-    cfg = load_config("mllm", "gpu", [*ON_CPU, f"init.vision={tmp_path / 'vit-gpu'}", "augment.feature_views=1"])
+    cfg = load_config("align", "gpu", [*ON_CPU, f"init.vision={tmp_path / 'vit-gpu'}"])
     assert cfg.train.dtype == "bfloat16"
-    task = CaptioningTask(cfg, _flickr(cfg.model.image_size))
-    assert task.frozen_steps == 1  # step 1 on cached ViT features, step 2 trains every part
+    task = AlignTask(cfg, _flickr(cfg.model.image_size))
     vit, own = torch.load(tmp_path / "vit-gpu" / "best.pt", weights_only=False)["model"], task.model.vit.state_dict()
     same = [k for k in own if k in vit and own[k].shape == vit[k].shape and "pos" not in k]
     assert len(same) > 50 and all(torch.equal(own[k], vit[k]) for k in same)  # the ViT starts from the gpu ViT
+    _two_steps(task, cfg, tmp_path / "align-gpu")
+
+    cfg = load_config("mllm", "gpu", [*ON_CPU, f"init.vision={tmp_path / 'align-gpu'}", "augment.feature_views=1"])
+    assert cfg.train.dtype == "bfloat16"
+    task = CaptioningTask(cfg, _flickr(cfg.model.image_size))
+    assert task.frozen_steps == 1  # step 1 on cached ViT features, step 2 trains every part
+    aligned = torch.load(tmp_path / "align-gpu" / "best.pt", weights_only=False)["model"]
+    own = task.model.vit.state_dict()
+    assert all(torch.equal(own[k], aligned[f"vit.{k}"]) for k in own)  # the ViT starts from the aligned one
     sizes["captioner"] = sum(p.numel() for p in task.model.parameters())
     _two_steps(task, cfg, tmp_path / "mllm-gpu")
 
@@ -87,9 +97,10 @@ def test_every_gpu_preset_builds_at_full_size_and_trains_two_steps(tmp_path):
     assert sizes["vit"] > 10e6 and sizes["gpt"] > 10e6 and sizes["captioner"] > 20e6, sizes  # full size
 
 
-@pytest.mark.parametrize("name", ["vit", "gpt", "mllm", "rl"])
+@pytest.mark.parametrize("name", ["vit", "align", "gpt", "mllm", "rl"])
 def test_the_gpu_check_script_runs_every_gpu_stage(name):
     script = (Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh").read_text()
-    command = {"vit": "train-vit", "gpt": "train-llm", "mllm": "train-mllm", "rl": "train-rl"}[name]
+    command = {"vit": "train-vit", "align": "train-align", "gpt": "train-llm", "mllm": "train-mllm",
+               "rl": "train-rl"}[name]
     assert f"main.py {command} --preset gpu" in script
     assert "torchrun --standalone --nproc_per_node 1 main.py train-llm --preset gpu" in script

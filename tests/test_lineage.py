@@ -15,7 +15,8 @@ def _fake_training(calls: list):
     def train(argv):
         calls.append(argv)
         run = Path(argv[argv.index("--run-dir") + 1])
-        config = load_config({"train-mllm": "mllm", "train-rl": "rl"}[argv[0]], argv[argv.index("--preset") + 1],
+        name = {"train-align": "align", "train-mllm": "mllm", "train-rl": "rl"}[argv[0]]
+        config = load_config(name, argv[argv.index("--preset") + 1],
                              [a for a in argv if "=" in a and not a.startswith("-")])
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run / "config.json", config.to_dict())
@@ -27,49 +28,56 @@ def _fake_training(calls: list):
 
 
 def test_a_run_whose_starting_checkpoint_changed_is_trained_again(tmp_path, monkeypatch, capsys):
-    """The cpu chain, training faked: a captioner (and its blind twin) from the ViT, SCST from the captioner. The
-    ViT is trained again: both captioners and then SCST are stale, each trained afresh, the old folder kept."""
+    """The cpu chain, training faked: the alignment and the blind captioner from the ViT, the captioner from the
+    alignment, SCST from the captioner. The ViT is trained again: every later run is stale, each trained afresh,
+    the old folder kept."""
     import os
 
     import mllm.cli
     from mllm.pipeline import STAGES, run_training_stage
 
     stages = {s.name: s for s in STAGES}
+    chain = (("align", "align-cpu"), ("captioner", "mllm-cpu"), ("blind", "mllm-cpu-blind"), ("scst", "rl-cpu"))
     calls: list = []
     monkeypatch.setattr(mllm.cli, "main", _fake_training(calls))
     vit = tmp_path / "vit-cpu"
     vit.mkdir()
     (vit / "best.pt").write_bytes(b"the first ViT")
-    for name in ("captioner", "blind", "scst"):
+    for name, _ in chain:
         assert run_training_stage(stages[name], "cpu", tmp_path, []) == "fresh"
+    align = tmp_path / "align-cpu" / "best.pt"
     summary = json.loads((tmp_path / "mllm-cpu" / "summary.json").read_text())
+    assert summary["inits"]["init.vision"]["path"] == str(align)
+    summary = json.loads((tmp_path / "align-cpu" / "summary.json").read_text())
     assert summary["inits"]["init.vision"]["path"] == str(vit / "best.pt")
-    for name in ("captioner", "blind", "scst"):  # the same checkpoints: finished, skipped
+    for name, _ in chain:  # the same checkpoints: finished, skipped
         assert run_training_stage(stages[name], "cpu", tmp_path, []) == "skipped"
-    assert len(calls) == 3
+    assert len(calls) == 4
 
     (vit / "best.pt").write_bytes(b"the ViT trained again")
     capsys.readouterr()
-    for name, run in (("captioner", "mllm-cpu"), ("blind", "mllm-cpu-blind"), ("scst", "rl-cpu")):
+    for name, run in chain:
         assert run_training_stage(stages[name], "cpu", tmp_path, []) == "fresh", name
         assert (tmp_path / f"{run}.stale-1" / "summary.json").is_file()
     out = capsys.readouterr().out
-    assert f"{tmp_path / 'mllm-cpu'} holds a finished captioner run that is stale: init.vision: " \
+    assert f"{tmp_path / 'align-cpu'} holds a finished align run that is stale: init.vision: " \
            f"{vit / 'best.pt'} is not the checkpoint the run started from" in out
+    assert f"{tmp_path / 'mllm-cpu'} holds a finished captioner run that is stale: init.vision: " \
+           f"{align} is not the checkpoint the run started from" in out
     assert f"{tmp_path / 'rl-cpu'} holds a finished scst run that is stale: init.captioner: " in out
-    assert "kept in" in out and [c[0] for c in calls[3:]] == ["train-mllm", "train-mllm", "train-rl"]
-    for name in ("captioner", "blind", "scst"):
+    assert "kept in" in out and [c[0] for c in calls[4:]] == ["train-align", "train-mllm", "train-mllm", "train-rl"]
+    for name, _ in chain:
         assert run_training_stage(stages[name], "cpu", tmp_path, []) == "skipped"
 
     # a run from before the record existed: stale only if the checkpoint is newer than the run's start
     summary_path = tmp_path / "mllm-cpu" / "summary.json"
     summary_path.write_text(json.dumps({"kind": "captioner"}))
     started = (tmp_path / "mllm-cpu" / "config.json").stat().st_mtime
-    os.utime(vit / "best.pt", (started - 60, started - 60))
+    os.utime(align, (started - 60, started - 60))
     assert run_training_stage(stages["captioner"], "cpu", tmp_path, []) == "skipped"
-    os.utime(vit / "best.pt", (started + 60, started + 60))
+    os.utime(align, (started + 60, started + 60))
     assert run_training_stage(stages["captioner"], "cpu", tmp_path, []) == "fresh"
-    assert "init.vision: " + str(vit / "best.pt") + " was written after the run started" in capsys.readouterr().out
+    assert "init.vision: " + str(align) + " was written after the run started" in capsys.readouterr().out
 
 
 def test_tiny_scst_is_trained_again_when_its_captioner_changes(tmp_path, mirror, data_root, capsys, monkeypatch):

@@ -194,7 +194,7 @@ def test_a_vision_checkpoint_of_another_size_is_a_clear_error(tmp_path, mirror, 
         assert f"stem: checkpoint {other!r} vs config {stem!r}" in capsys.readouterr().err
     assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run2"), "--data-mirror", str(mirror),
                  "--data-root", str(data_root), "init.vision=runs/nowhere"]) == 2
-    assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-vit" in \
+    assert "init.vision=runs/nowhere: no such run or file; train it first (python main.py train-align" in \
         capsys.readouterr().err
     assert main(["train-mllm", "--preset", "tiny", "--run-dir", str(tmp_path / "run3"), "--data-mirror", str(mirror),
                  "--data-root", str(data_root), "eval.grounding=1.0", "model.grounding_words=0"]) == 2

@@ -43,11 +43,11 @@ def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp
         kill_when(proc, lambda: (captioner / "last.pt").is_file(), log)
     assert not (captioner / "summary.json").is_file(), "killed too late: the captioner stage had finished"
     finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
-    assert set(finished) == {"reverse-tiny", "vit-tiny", "gpt-tiny"}
+    assert set(finished) == {"reverse-tiny", "vit-tiny", "align-tiny", "gpt-tiny"}
 
     second = subprocess.run(demo(runs, mirror, data_root), cwd=REPO, capture_output=True, text=True)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    for stage in ("reverse", "vit", "gpt"):
+    for stage in ("reverse", "vit", "align", "gpt"):
         assert f"== {stage} skipped" in second.stdout
     assert "mllm-tiny was stopped before it finished: resuming from its last.pt" in second.stdout
     assert {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")
@@ -88,7 +88,7 @@ def test_tiny_pipeline_killed_mid_stage_resumes_and_reports_the_runs_numbers(tmp
     assert f"greedy: CIDEr-D {before:.3f} -> {after:.3f} ({gain})" in report
     hardware = report[report.index("## Hardware and wall time"):report.index("## Challenges")]
     rows = {line.split("|")[1].strip() for line in hardware.splitlines() if line.startswith("| ")}
-    assert rows == {"stage", "reverse", "vit", "gpt", "captioner", "blind", "scst"}
+    assert rows == {"stage", "reverse", "vit", "align", "gpt", "captioner", "blind", "scst"}
 
 
 def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_path, mirror, data_root):
@@ -99,7 +99,7 @@ def test_a_finished_stage_with_another_config_is_an_error_naming_the_key(tmp_pat
     run = tmp_path / "mllm-cpu"
     run.mkdir()
     saved = load_config("mllm", "cpu", stage_overrides(captioner, "cpu", tmp_path))
-    saved["init"]["vision"] = "/elsewhere/vit-cpu"  # another path to the same run: not a difference
+    saved["init"]["vision"] = "/elsewhere/align-cpu"  # another path to the same run: not a difference
     (run / "config.json").write_text(json.dumps(saved))
     assert config_changes(run, captioner, "cpu", []) == {}
     del saved["eval"]["test_images"]  # a run from before the key existed: it did what the key's default does
@@ -139,8 +139,8 @@ def test_each_stage_has_a_train_and_a_test_script_calling_a_real_command():
     from mllm.cli import build_parser
 
     commands = set(build_parser()._subparsers._group_actions[0].choices)
-    for name in ("train_vit", "test_vit", "train_llm", "test_llm", "train_mllm", "test_mllm", "rl_mllm",
-                 "test_rl_mllm"):
+    for name in ("train_vit", "test_vit", "train_align", "train_llm", "test_llm", "train_mllm", "test_mllm",
+                 "rl_mllm", "test_rl_mllm"):  # the alignment has no test split to score: no test script
         script = REPO / "scripts" / f"{name}.sh"
         assert script.stat().st_mode & 0o111, f"{script} is not executable"
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0

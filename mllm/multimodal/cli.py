@@ -1,4 +1,4 @@
-"""`train-mllm` and `caption` commands."""
+"""`train-align`, `train-mllm` and `caption` commands."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from mllm.data.images import load_image
 
 from .mllm import load_captioner
 from .tokenizer import WordTokenizer
+
+
+def train_align(args: argparse.Namespace) -> int:
+    from mllm.data import prepare_flickr8k
+    from mllm.training.launch import data_location, train
+
+    from .align import AlignTask
+
+    train(lambda cfg: AlignTask(cfg, prepare_flickr8k(*data_location(cfg), image_size=cfg.model.image_size)), args)
+    return 0
 
 
 def train_mllm(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The captioner's pictures: a gallery of test photos with their captions, and per-word attention maps.
+"""The captioner's pictures: a gallery of test photos with their captions, per-word attention maps, and the
+alignment stage's nearest captions of a photo.
 
 Both draw the photo at full resolution, with the model's input (the photo resized to S x S) as an inset, so a
 reader sees what the model saw and what a person sees.
@@ -99,3 +100,23 @@ def attention_figure(photo: np.ndarray, model_input: np.ndarray, words: list[str
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     _save(fig, path, dpi=80)
+
+
+def retrieval_figure(images: np.ndarray, nearest: list[list[tuple[str, bool]]], path: Path, cols: int = 3) -> None:
+    """Photos as the model sees them (uint8 [N, S, S, 3]), each with its nearest captions below, in order; a
+    caption of the photo's own is marked (+) and drawn green, another photo's (-) red."""
+    rows = -(-len(images) // cols)
+    lines = 2 * max(len(n) for n in nearest)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, (3.6 + 0.3 * lines) * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, captions in zip(axes.flat, images, nearest, strict=False):
+        ax.imshow(image, interpolation="nearest")
+        y = -0.02
+        for k, (text, own) in enumerate(captions):
+            line = textwrap.fill(f"{k + 1}. ({'+' if own else '-'}) {text}", 50)
+            ax.text(0.0, y, line, transform=ax.transAxes, va="top", ha="left", fontsize=10,
+                    color="#1a7f37" if own else "#b42318")
+            y -= 0.075 * (line.count("\n") + 1)
+    fig.tight_layout(h_pad=3.0)
+    _save(fig, path)

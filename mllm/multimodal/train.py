@@ -13,42 +13,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mllm.checkpoint import CheckpointError, load_checkpoint, load_weights
+from mllm.checkpoint import CheckpointError, load_weights
 from mllm.data import Flickr8k
 from mllm.evaluation.tokenize import simple_tokenize
 from mllm.language.tokenizer import CharTokenizer
 from mllm.training.config import Config, ConfigError
 from mllm.training.loop import LossOutput, Task
 from mllm.training.runtime import step_generator
-from mllm.vision.vit import ViT, ViTConfig
 
 from .data import CaptionData, augment_images, encode_captions, train_caption_texts
+from .inits import TEXT_KEYS, check_fits, init_checkpoint, pretrained_vit, vision_config
 from .mllm import Captioner, CaptionerConfig, caption_token_loss, content_word_loss
 from .tokenizer import CaptionCharTokenizer, WordTokenizer
 from .words import content_vocabulary, word_targets
 
-VISION_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "stem")  # image and patch size may differ: adapted
-TEXT_KEYS = ("d_model", "num_layers", "num_heads", "mlp_ratio", "context")
 __all__ = ["CaptionerTask", "CaptioningTask", "encode_captions"]  # encode_captions lives in .data
-
-
-def _check_fits(kind: str, path: str, saved: dict, wanted: dict, keys: tuple[str, ...]) -> None:
-    differ = {k: (saved.get(k), wanted.get(k)) for k in keys if saved.get(k) != wanted.get(k)}
-    if differ:
-        listing = ", ".join(f"{k}: checkpoint {a!r} vs config {b!r}" for k, (a, b) in differ.items())
-        raise CheckpointError(f"init.{kind} {path} does not fit the config ({listing}); set model.{kind}.* to the "
-                              f"checkpoint's values, or init.{kind}=null for a random {kind} model")
-
-
-def _init_state(part: str, path: str | None, kind: str, command: str) -> dict | None:
-    """The checkpoint a part starts from (None: random init); a missing run names the command that trains it."""
-    if not path:
-        return None
-    if not Path(path).exists():
-        raise CheckpointError(f"init.{part}={path}: no such run or file; train it first (python main.py {command} "
-                              f"--preset cpu writes runs/{kind}-cpu), or set init.{part}=null to start from random "
-                              f"weights")
-    return load_checkpoint(path, kind)
 
 
 class CaptionerTask(Task):
@@ -145,8 +124,8 @@ class CaptioningTask(CaptionerTask):
 
     def __init__(self, cfg: Config, data: Flickr8k):
         m = cfg.model
-        vision_state = _init_state("vision", cfg.init.vision, "vit", "train-vit")
-        text_state = _init_state("text", cfg.init.text, "gpt", "train-llm")
+        vision_state = init_checkpoint("vision", cfg.init.vision, ("align", "vit"))  # align: the ViT of that run
+        text_state = init_checkpoint("text", cfg.init.text, ("gpt",))
         train_text = train_caption_texts(data)
         if m.tokenizer == "word":
             if text_state is not None:
@@ -156,15 +135,10 @@ class CaptioningTask(CaptionerTask):
         else:
             base = CharTokenizer.from_state_dict(text_state["extra"]["tokenizer"]) if text_state else None
             tokenizer = CaptionCharTokenizer.from_captions(train_text, base)
-        vision = {**dict(m.vision), "image_size": m.image_size}
-        if vision_state is not None:
-            saved = {"stem": "patch", **vision_state["extra"]["model_config"]}  # ViTs saved before the stem key
-            _check_fits("vision", vision_state["path"], saved, vision, VISION_KEYS)
-            vision = {**saved, "image_size": m.image_size,
-                      "patch_size": m.vision.patch_size}
+        vision = vision_config(vision_state, dict(m.vision), m.image_size)
         text = {**dict(m.text), "vocab_size": tokenizer.vocab_size}
         if text_state is not None:
-            _check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
+            check_fits("text", text_state["path"], text_state["extra"]["model_config"], text, TEXT_KEYS)
             text = {**text_state["extra"]["model_config"], "vocab_size": tokenizer.vocab_size,
                     "dropout": m.text.dropout}
         grounding = 0 if m.blind else m.grounding_words
@@ -208,10 +182,8 @@ class CaptioningTask(CaptionerTask):
         return content_words, targets
 
     def _init_vision(self, state: dict) -> None:
-        vit = ViT(ViTConfig(**state["extra"]["model_config"]))
-        load_weights(vit, state["model"], state["path"])
         m = self.cfg.model
-        self.model.vit.load_state_dict(vit.adapted(m.image_size, m.vision.patch_size).state_dict())
+        self.model.vit.load_state_dict(pretrained_vit(state, m.image_size, m.vision.patch_size).state_dict())
 
     def _init_text(self, state: dict) -> None:
         """The GPT's weights; embedding rows for new characters start at the mean of the known ones."""

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from mllm.multimodal.report import diagnostics_table, markdown_table
-from mllm.training.config import config_diff, with_added_keys
-from mllm.training.launch import WHERE_KEYS
+from mllm.training.lineage import file_sha256
 
 from . import testrun
-from .tables import ablation_table, analysis_captioner, analysis_scst, fmt, minutes
+from .tables import ablation_table, analysis_captioner, analysis_scst, differences, fmt, minutes, seed_table_lines
 
-STAGE_FOLDERS = {"reverse": "reverse-{preset}", "vit": "vit-{preset}", "gpt": "gpt-{preset}",
+STAGE_FOLDERS = {"reverse": "reverse-{preset}", "vit": "vit-{preset}", "align": "align-{preset}", "gpt": "gpt-{preset}",
                  "captioner": "mllm-{preset}", "blind": "mllm-{preset}-blind", "scst": "rl-{preset}"}
 
 
@@ -72,6 +71,8 @@ def summary_section(ctx: Context) -> str:
     for stage, label, result in [
         ("reverse", "Transformer core, digit reversal", lambda s: f"held-out token accuracy {fmt(s['accuracy'])}"),
         ("vit", "ViT, CIFAR-10", lambda s: f"test accuracy {fmt(s['test_accuracy'])}"),
+        ("align", "ViT aligned with Flickr8k captions", lambda s: f"dev photo -> caption R@5 "
+                                                                  f"{fmt(s['dev_retrieval']['i2t_r5'])}"),
         ("gpt", "char GPT, Tiny Shakespeare", lambda s: f"validation loss {fmt(s['val_loss'], 4)} nats/char"),
         ("captioner", "captioner, Flickr8k", lambda s: _cider_line(s, "captioner")),
         ("blind", "blind captioner (baseline)", lambda s: _cider_line(s, "blind captioner")),
@@ -178,11 +179,27 @@ def captioner_section(ctx: Context, s: dict[str, Any]) -> str:
              f"{cfg.get('model', {}).get('tokenizer', 'word')}-level GPT (from {text or 'random weights'}), "
              f"{s['steps']:,} steps in {minutes(s['wall_time_s'])}; weights chosen on dev CIDEr-D "
              f"({fmt(s['best_val_cider'])}); scored on {first['candidates']:,} test images against their "
-             f"references; {first.get('note', '')}.{_decoding(cfg)}\n", markdown_table(rows), analysis_captioner(rows),
-             ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), _differences, ctx.preset),
+             f"references; {first.get('note', '')}.{_decoding(cfg)}\n", *_alignment(ctx, s),
+             markdown_table(rows), analysis_captioner(rows),
+             ablation_table(ctx.runs, "mllm-abl-*", ctx.folder("captioner"), differences, ctx.preset),
              ctx.figure("captioner", "curves.png", "captioner curves"), "", *_grounding(ctx, s, rows),
              _gallery_note(s), ctx.figure("captioner", "gallery.png", "test photos with their captions")]
     return "\n".join(lines) + "\n"
+
+
+def _alignment(ctx: Context, s: dict[str, Any]) -> list[str]:
+    """Where the captioner's ViT started from the alignment run's best.pt (by its sha256): that run's retrieval."""
+    a, best = ctx.summary("align"), ctx.folder("align") / "best.pt"
+    start = (s.get("inits") or {}).get("init.vision") or {}
+    if a is None or not best.is_file() or start.get("sha256") != file_sha256(best):
+        return []
+    r = a["dev_retrieval"]
+    return [f"Its ViT was first aligned with the training captions (`train-align`: CLIP's contrastive loss, "
+            f"{a['steps']:,} steps in {minutes(a['wall_time_s'])}). Among the dev photos and their five captions "
+            f"each, a photo finds one of its own captions in its 5 nearest {fmt(r['i2t_r5'])} of the time (nearest: "
+            f"{fmt(r['i2t_r1'])}), a caption its photo {fmt(r['t2i_r5'])} (nearest: {fmt(r['t2i_r1'])}); dev photos "
+            f"spread evenly over the split, each with its three nearest dev captions (+: its own):\n",
+            ctx.figure("align", "retrieval.png", "dev photos and their nearest captions"), ""]
 
 
 def _decoding(cfg: dict[str, Any]) -> str:
@@ -242,41 +259,17 @@ def scst_section(ctx: Context, s: dict[str, Any]) -> str:
              markdown_table(s["test"]), analysis_scst(s),
              *(["Variety and grounding of the same captions (bad endings: captions that end on a function word):\n",
                 diagnostics_table(rows)] if rows else []),
-             ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), _differences, ctx.preset),
-             *_seeds(ctx),
+             ablation_table(ctx.runs, "rl-abl-*", ctx.folder("scst"), differences, ctx.preset),
+             *seed_table_lines(ctx.runs, ctx.preset),
              ctx.figure("scst", "curves.png", "SCST curves"), "",
              ctx.figure("scst", "gallery.png", "test images: supervised vs SCST captions, both by beam search")]
     return "\n".join(lines) + "\n"
 
 
-def _seeds(ctx: Context) -> list[str]:
-    """SCST runs over seeds, where a seed table was left beside the runs (<runs>/rl-<preset>-seeds.md, written by
-    `scripts/scst_seeds.sh` or `scripts/seed_table.py`)."""
-    table = ctx.runs / f"rl-{ctx.preset}-seeds.md"
-    if not table.is_file():
-        return []
-    return ["### Across seeds\n",
-            f"SCST settings trained with several seeds, one group of runs per setting (`{table.name}`, from "
-            f"`scripts/seed_table.py`): mean and standard deviation over the seeds of the best dev CIDEr-D and of "
-            f"the test metrics.\n",
-            table.read_text().strip(), ""]
-
-
-def _differences(main: dict, other: dict, limit: int = 6) -> str:
-    """The config keys in which an ablation run differs from the main run (locations left out)."""
-    name = "rl" if "rl" in main else "mllm"  # both at the file's defaults for keys added since either was written
-    diff = {k: v for k, v in config_diff(with_added_keys(main, name)[0], with_added_keys(other, name)[0]).items()
-            if k not in WHERE_KEYS and k != "preset" and not k.startswith("types.")}
-    if not diff:
-        return "(same config)"
-    text = ", ".join(f"{k}={json.dumps(v[1])}" for k, v in list(diff.items())[:limit])
-    return text + (f", ... ({len(diff)} keys)" if len(diff) > limit else "")
-
-
 def hardware_section(ctx: Context) -> str:
     lines = ["## Hardware and wall time\n", "| stage | device | CPU | cores | torch | wall time |",
              "|---|---|---|---|---|---|"]
-    for stage in ("vit", "gpt", "captioner", "blind", "scst"):
+    for stage in ("vit", "align", "gpt", "captioner", "blind", "scst"):
         s = ctx.summary(stage)
         if s and "machine" in s:
             m = s["machine"]
@@ -285,7 +278,7 @@ def hardware_section(ctx: Context) -> str:
     r = ctx.summary("reverse")
     if r:
         lines.append(f"| reverse | cpu | - | - | - | {minutes(r['wall_time_s'])} |")
-    total = sum(s["wall_time_s"] for st in ("reverse", "vit", "gpt", "captioner", "blind", "scst")
+    total = sum(s["wall_time_s"] for st in ("reverse", "vit", "align", "gpt", "captioner", "blind", "scst")
                 if (s := ctx.summary(st)))
     lines.append(f"\nIn all: {minutes(total)} of training and evaluation as each run logged it (`wall_time_s`, the "
                  f"final test scoring not included; a run that shared the cores with other jobs logged more).\n")

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mllm.training.config import config_diff, with_added_keys
+from mllm.training.launch import WHERE_KEYS
+
 
 def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -98,3 +101,27 @@ def ablation_table(runs: Path, pattern: str, main_folder: Path, differences: Cal
                      f"| {fmt(s['best_val_cider'])} | {fmt(greedy['CIDEr-D'])} | {fmt(beam['CIDEr-D'])} | "
                      f"{greedy['distinct_candidates']} |")
     return "\n".join(lines) + "\n"
+
+
+def differences(main: dict, other: dict, limit: int = 6) -> str:
+    """The config keys in which an ablation run differs from the main run (locations left out)."""
+    name = "rl" if "rl" in main else "mllm"  # both at the file's defaults for keys added since either was written
+    diff = {k: v for k, v in config_diff(with_added_keys(main, name)[0], with_added_keys(other, name)[0]).items()
+            if k not in WHERE_KEYS and k != "preset" and not k.startswith("types.")}
+    if not diff:
+        return "(same config)"
+    text = ", ".join(f"{k}={json.dumps(v[1])}" for k, v in list(diff.items())[:limit])
+    return text + (f", ... ({len(diff)} keys)" if len(diff) > limit else "")
+
+
+def seed_table_lines(runs: Path, preset: str) -> list[str]:
+    """SCST runs over seeds, where a seed table was left beside the runs (<runs>/rl-<preset>-seeds.md, written by
+    `scripts/scst_seeds.sh` or `scripts/seed_table.py`)."""
+    table = runs / f"rl-{preset}-seeds.md"
+    if not table.is_file():
+        return []
+    return ["### Across seeds\n",
+            f"SCST settings trained with several seeds, one group of runs per setting (`{table.name}`, from "
+            f"`scripts/seed_table.py`): mean and standard deviation over the seeds of the best dev CIDEr-D and of "
+            f"the test metrics.\n",
+            table.read_text().strip(), ""]

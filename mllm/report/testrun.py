@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mllm.io import atomic_write_json
+from mllm.io import atomic_write_json, git_output
 
 from .pytest_plugin import ENV
 from .terminal import render_terminal
@@ -28,14 +28,6 @@ FLAGS = ("-p", "no:cacheprovider", "-p", "mllm.report.pytest_plugin", "--color=y
 COLUMNS = ("passed", "failed", "error", "skipped")  # then any other outcome that occurred (xfailed, ...)
 BAD = ("failed", "error", "skipped", "xpassed")  # shown in red
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def _machine() -> dict[str, Any]:
@@ -69,7 +61,7 @@ def run_tests(out_dir: Path, args: Sequence[str] = (), root: Path = REPO, column
         tail = ANSI.sub("", proc.stdout).strip().splitlines()[-3:]
         result = {"summary": None, "counts": {}, "files": [], "tests": [],
                   "error": f"pytest exited with code {proc.returncode} before its summary: {' | '.join(tail)}"}
-    commit, dirty = _git(root, "rev-parse", "--short", "HEAD"), _git(root, "status", "--porcelain", "-uno")
+    commit, dirty = git_output(root, "rev-parse", "--short", "HEAD"), git_output(root, "status", "--porcelain", "-uno")
     result.update({"command": shlex.join(command), "exit_code": proc.returncode, "wall_time_s": round(seconds, 1),
                    "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit, "uncommitted_changes": bool(dirty),
                    "machine": _machine(), "console": CONSOLE, "screenshot": SCREENSHOT})

@@ -42,7 +42,8 @@ def rescored_summary(summary: dict, folder: Path) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())  # SCST's: {"test": ..., "changed": ..., ...}
     return {**summary, **rescore["summary"], "test": metrics.get("test", metrics),
             "config": json.loads((folder / "config.json").read_text()),
-            "rescored": {k: rescore[k] for k in ("overrides", "commit", "best_pt_sha256")}}
+            "rescored": {"overrides": rescore["overrides"], "commit": rescore["commit"],  # the key's name before
+                         "checkpoint_sha256": rescore.get("checkpoint_sha256", rescore.get("best_pt_sha256"))}}
 
 
 def main() -> None:
