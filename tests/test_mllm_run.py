@@ -126,6 +126,9 @@ def test_a_finished_run_whose_decoding_differs_is_rescored_in_place_not_retraine
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["eval"]["no_repeat"] == 2 and summary["rescored"]["overrides"] == ["eval.no_repeat=2"]
     assert summary["rescored"]["keys_added_at_defaults"] == ["eval.no_repeat"]
+    from mllm.training.lineage import file_sha256
+    assert summary["rescored"]["checkpoint"] == "best.pt"  # the weights it decoded, named and fingerprinted
+    assert summary["rescored"]["checkpoint_sha256"] == file_sha256(run / "best.pt")
     assert summary["steps"] == old_summary["steps"] and summary["wall_time_s"] == old_summary["wall_time_s"]
     assert summary["test"] == json.loads((run / "metrics.json").read_text())  # the new report's numbers
     assert summary["test"] == old_summary["test"]  # the run was trained with no_repeat=2: the same report again
