@@ -8,6 +8,7 @@ import torch
 from mllm.cli import main
 from mllm.multimodal.mllm import load_captioner
 from mllm.training.config import ConfigError, load_config
+from mllm.training.lineage import file_sha256
 from mllm.vision.vit import ViT, ViTConfig
 
 
@@ -126,7 +127,6 @@ def test_a_finished_run_whose_decoding_differs_is_rescored_in_place_not_retraine
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["eval"]["no_repeat"] == 2 and summary["rescored"]["overrides"] == ["eval.no_repeat=2"]
     assert summary["rescored"]["keys_added_at_defaults"] == ["eval.no_repeat"]
-    from mllm.training.lineage import file_sha256
     assert summary["rescored"]["checkpoint"] == "best.pt"  # the weights it decoded, named and fingerprinted
     assert summary["rescored"]["checkpoint_sha256"] == file_sha256(run / "best.pt")
     assert summary["steps"] == old_summary["steps"] and summary["wall_time_s"] == old_summary["wall_time_s"]
