@@ -16,6 +16,8 @@
 #   r2       the cpu preset with 2x2 patches per image token: 64 image tokens instead of 16 (context 96)
 #   contrast the cpu preset from runs/vit-contrast: the captioner's ViT fine-tuned to match training images to their
 #            captions (results/layer-probe/contrast.py)
+#   align    the cpu preset from runs/align-cpu: the packaged alignment stage (python main.py train-align --preset cpu)
+#   alignv3  the cpu preset from runs/align-lr0.3: that stage with the ViT at 0.3x the learning rate, not 0.1x
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
@@ -35,6 +37,8 @@ declare -A OPTIONS=(
   [conv]="init.vision=runs/vit-conv model.vision.stem=conv"
   [r2]="model.reduce_factor=2 model.text.context=96"
   [contrast]="init.vision=runs/vit-contrast"
+  [align]="init.vision=runs/align-cpu"
+  [alignv3]="init.vision=runs/align-lr0.3"
 )
 runs=()
 for name in $VARIANTS; do

@@ -232,7 +232,7 @@ class Trainer:
             atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started, step_start = time.time() - self.elapsed, self.step
-        bar = tqdm(total=self.t.max_steps, initial=self.step, disable=not self.dist.main, desc=self.task.kind,
+        bar = tqdm(total=self.t.max_steps, initial=self.step, disable=not self.dist.main, desc=self.task.curve_title(),
                    dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30)
         try:
             if self.step == 0 and self.task.eval_at_start:  # the starting point of the curves, and a candidate best
