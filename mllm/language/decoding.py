@@ -81,10 +81,15 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
 def sample(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            generator: torch.Generator | None = None) -> Tensor:
     """logits [B, V] -> next ids [B, 1]; temperature 0 is greedy (argmax), else top-k/top-p filtering
-    (`filter_logits`) of logits / temperature."""
-    if temperature <= 0:
+    (`filter_logits`) of logits / temperature. A temperature below float32's smallest normal number is its
+    limit, greedy: in float32 it would be 0 or lose its precision."""
+    if temperature < torch.finfo(torch.float32).tiny:
         return logits.argmax(dim=-1, keepdim=True)
-    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    logits = logits.float()
+    # shifted so that the largest is 0 before dividing: a tiny temperature then sends the others to -inf, a
+    # one-hot row, instead of overflowing every logit to +-inf (NaN probabilities); softmax is shift-invariant
+    logits = logits - logits.amax(dim=-1, keepdim=True)
+    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
     # sample where the generator lives (a CPU generator keeps runs reproducible across devices)
     on = probs if generator is None else probs.to(generator.device)
     return torch.multinomial(on, 1, generator=generator).to(probs.device)
