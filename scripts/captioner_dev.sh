@@ -17,7 +17,7 @@
 #   contrast the cpu preset from runs/vit-contrast: the captioner's ViT fine-tuned to match training images to their
 #            captions (results/layer-probe/contrast.py)
 #   align    the cpu preset from runs/align-cpu: the packaged alignment stage (python main.py train-align --preset cpu)
-#   alignv3  the cpu preset from runs/align-lr0.3: that stage with the ViT at 0.3x the learning rate, not 0.1x
+#   alignv3  the cpu preset from runs/align-lr0.3: the stage at 0.3x ViT learning rate (kept: results/align-dev/align-vlr0.3)
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
