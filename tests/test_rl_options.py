@@ -60,3 +60,25 @@ def test_feature_views_are_fresh_augmentations_one_drawn_per_image(tiny_supervis
     torch.save(state, plain)
     with pytest.raises(ConfigError, match="did not augment"):
         SCSTTask(load_config("rl", "tiny", [f"init.captioner={plain}", "rl.feature_views=2"]), data)
+
+
+def test_dropout_option_keeps_the_samples_and_regularises_only_the_gradient(tiny_supervised, mirror, data_root):
+    """rl.dropout=true: the same captions are sampled and rewarded (without dropout), but the teacher-forced pass that
+    gives their log-probabilities runs with the captioner's dropout on, so the loss differs; off, it is the eval
+    model's."""
+    from mllm.data import prepare_flickr8k
+    from mllm.rl.train import SCSTTask
+
+    path, chosen = tiny_supervised
+    data = prepare_flickr8k(data_root, mirror, image_size=32)
+    out = {}
+    for on in (False, True):
+        task = SCSTTask(load_config("rl", "tiny", [f"init.captioner={path}", f"rl.dropout={str(on).lower()}"]), data)
+        assert task.model.gpt.cfg.dropout > 0  # the tiny captioner has dropout to turn on
+        torch.manual_seed(1)
+        out[on] = task.loss(task.model, (task.features_of(chosen), chosen, torch.arange(4)))
+        assert task.model.gpt.training == on  # the pass that made the loss ran in this mode
+    for key in ("reward_sample", "reward_greedy", "sample_len"):  # the same captions, sampled without dropout
+        assert float(out[True].metrics[key]) == float(out[False].metrics[key])
+    assert not torch.allclose(out[True].total, out[False].total)
+    out[True].total.backward()

@@ -9,12 +9,13 @@ the key/value cache and without gradients; every caption rewarded with CIDEr-D a
 one teacher-forced pass gives the samples' log-probabilities with gradients (and, with `rl.xe_weight` > 0, the logits
 of the images' reference captions for the supervised cross-entropy), and `scst_loss` turns advantages into a loss. The
 model runs in eval mode throughout (no dropout), so the log-probabilities are those of the distribution that was
-sampled. With `rl.feature_views` > 1 each image comes as one of that many cached views (the image and shifted,
-mirrored copies drawn afresh), picked by its seed. Dev CIDEr-D of greedy captions selects the checkpoint; the test
-split is scored once, at the end (`report.py`). With `rl.grounded`, the samples, the greedy caption and the teacher-
-forced log-probabilities and entropy are all of the grounded distribution dev and test decode with: the logits plus
-eval.grounding x `Captioner.grounding_bias`, computed once per batch without gradient (the bias follows the trained
-connector's image tokens, but no gradient flows through it).
+sampled; with `rl.dropout` the teacher-forced pass runs with dropout on (the samples drawn without it: a regularised
+gradient, as supervised training has). With `rl.feature_views` > 1 each image comes as one of that many cached views
+(the image and shifted, mirrored copies drawn afresh), picked by its seed. Dev CIDEr-D of greedy captions selects
+the checkpoint; the test split is scored once, at the end (`report.py`). With `rl.grounded`, the samples, the greedy
+caption and the teacher-forced log-probabilities and entropy are all of the grounded distribution dev and test decode
+with: the logits plus eval.grounding x `Captioner.grounding_bias`, computed once per batch without gradient (the bias
+follows the trained connector's image tokens, but no gradient flows through it).
 
 Logged each step: reward_sample (the samples' mean CIDEr-D), reward_greedy (the greedy caption's: the
 self-critical baseline, and what test-time decoding earns), advantage (their standard deviation: the spread
@@ -190,6 +191,8 @@ class SCSTTask(CaptionerTask):
             policy_r, extra["novelty"] = sample_r + r.diversity_bonus * novelty, novelty.mean()
         reward_seconds = time.perf_counter() - reward_start
         advantage = policy_r - baseline_rewards(policy_r, greedy_r, r.samples, r.baseline)
+        if r.dropout:  # a regularised gradient: the captions came from the model without dropout, as dev decodes
+            model.train()
         logits, refs = self._forward(net, pixels, key, images, samples, seeds)
         if bias is not None:  # the policy is the grounded distribution that was sampled
             logits = logits + bias.repeat_interleave(r.samples, dim=0)[:, None]
