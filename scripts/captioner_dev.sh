@@ -18,6 +18,7 @@
 #            captions (results/layer-probe/contrast.py)
 #   align    the cpu preset from runs/align-cpu: the packaged alignment stage (python main.py train-align --preset cpu)
 #   alignv3  the cpu preset from runs/align-lr0.3: the stage at 0.3x ViT learning rate (kept: results/align-dev/align-vlr0.3)
+#   alignv10 the cpu preset from runs/align-lr1.0: the stage at 1.0x ViT learning rate (kept: results/align-dev/align-vlr1.0)
 # VARIANTS="ref px64" and SEEDS="0 1 2" choose (defaults: every variant, seed 0); extra key=value arguments go to
 # every run (a finished run is kept as it is: give new settings a new variant). A stopped run is resumed. Then
 # runs/mllm-dev.md: the runs of this call, their best dev evaluation, mean +- std over the seeds.
@@ -39,6 +40,7 @@ declare -A OPTIONS=(
   [contrast]="init.vision=runs/vit-contrast"
   [align]="init.vision=runs/align-cpu"
   [alignv3]="init.vision=runs/align-lr0.3"
+  [alignv10]="init.vision=runs/align-lr1.0"
 )
 runs=()
 for name in $VARIANTS; do
